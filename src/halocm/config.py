@@ -151,6 +151,7 @@ class Evaluate(_Section):
 
 
 class Tracking(_Section):
+    enabled: bool = True
     tracking_uri: str | None = None
     artifact_root: Path = Path("mlartifacts")
     experiment: str = "halocm"

@@ -1,0 +1,3 @@
+from halocm.cli import main
+
+main()

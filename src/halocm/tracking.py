@@ -1,0 +1,323 @@
+"""MLflow: runs per stage, metrics, artifacts, the pyfunc model, the registry and its aliases.
+
+The only module that talks to MLflow; importing it has no side effects. Promotion is an
+explicit function gated on benchmark numbers (`register`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from halocm.config import Config
+
+PARENT_RUN_ENV = "HALOCM_MLFLOW_PARENT_RUN_ID"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.tracking.tracking_uri:
+        return cfg.tracking.tracking_uri
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def setup(cfg: Config) -> str:
+    """Point MLflow at the project's store; create the experiment with its artifact folder."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        location = Path(cfg.tracking.artifact_root).resolve().as_uri()
+        exp_id = client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def revision_tags() -> dict[str, str]:
+    """Git commit and the DVC lock file's state: which code and data made this run."""
+    tags = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        tags["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    lock = Path("dvc.lock")
+    if lock.is_file():
+        import hashlib
+
+        tags["dvc_lock_md5"] = hashlib.md5(lock.read_bytes()).hexdigest()
+    return tags
+
+
+class StageLog:
+    """What a stage logs into its run; a no-op when tracking is off."""
+
+    def __init__(self, run_id: str | None):
+        self.run_id = run_id
+        self._buffer: list = []
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        self._buffer += [Metric(k, float(v), stamp, step) for k, v in values.items()]
+        # Batched: one SQLite transaction per ~50 steps, not per step.
+        if len(self._buffer) >= 200 or any(k.startswith("val_") for k in values):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.run_id is None or not self._buffer:
+            return
+        import mlflow
+
+        mlflow.MlflowClient().log_batch(self.run_id, metrics=self._buffer)
+        self._buffer = []
+
+    def artifact(self, path: Path, folder: str | None = None) -> None:
+        if self.run_id is not None and Path(path).exists():
+            import mlflow
+
+            mlflow.MlflowClient().log_artifact(self.run_id, str(path), folder)
+
+    def benchmark(self, benchmark_json: Path) -> None:
+        """The benchmark's numbers as metrics, its report and plots as artifacts."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        self.metrics(benchmark_metrics(json.loads(Path(benchmark_json).read_text())), 0)
+        self.flush()
+        self.artifact(benchmark_json)
+        report_dir = Path(benchmark_json).parent.parent / "reports"
+        for path in sorted(report_dir.glob("benchmark*")) + sorted(report_dir.glob("*.png")):
+            mlflow.MlflowClient().log_artifact(self.run_id, str(path), "reports")
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def benchmark_metrics(bench: dict) -> dict[str, float]:
+    """Flatten benchmark rows to `{sampler}_{steps}.{channel}.{metric}` MLflow metric names."""
+    out = {}
+    for row in bench["results"]:
+        tag = f"{row['sampler']}_{row['steps']}"
+        out[f"{tag}.ms_per_map"] = row["ms_per_map"]
+        for channel, values in row["channels"].items():
+            for metric, value in values.items():
+                if isinstance(value, int | float) and np.isfinite(value):
+                    out[f"{tag}.{channel}.{metric}"] = float(value)
+    return out
+
+
+@contextlib.contextmanager
+def stage_run(cfg: Config, stage: str) -> Iterator[StageLog]:
+    """One MLflow run per stage, nested under the pipeline run when one is active."""
+    if not cfg.tracking.enabled:
+        yield StageLog(None)
+        return
+    import mlflow
+
+    setup(cfg)
+    parent = os.environ.get(PARENT_RUN_ENV)
+    tags = {"stage": stage, **revision_tags()}
+    with mlflow.start_run(run_name=stage, parent_run_id=parent, tags=tags) as run:
+        _log_params(run.info.run_id, cfg)
+        log = StageLog(run.info.run_id)
+        try:
+            yield log
+        finally:
+            log.flush()
+
+
+def _log_params(run_id: str, cfg: Config) -> None:
+    import mlflow
+    from mlflow.entities import Param
+
+    params = [Param(k, v[:6000]) for k, v in flatten(cfg.to_dict()).items()]
+    client = mlflow.MlflowClient()
+    for lo in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[lo : lo + 100])
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
+    """The parent run: stages started inside (also as subprocesses) nest under it."""
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    setup(cfg)
+    with mlflow.start_run(run_name=name, tags={"stage": name, **revision_tags()}) as run:
+        previous = os.environ.get(PARENT_RUN_ENV)
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        try:
+            yield run.info.run_id
+        finally:
+            if previous is None:
+                os.environ.pop(PARENT_RUN_ENV, None)
+            else:
+                os.environ[PARENT_RUN_ENV] = previous
+
+
+# ---------------------------------------------------------------- the model and the registry
+
+
+class ConsistencyPyfunc:
+    """MLflow pyfunc: {'condition': (N,Cc,H,W), 'params': (N,P)} → sampled maps (N,C,H,W).
+
+    Inference parameters: `n_steps` (default 1) and `seed` (default 0).
+    """
+
+    def load_context(self, context) -> None:
+        from halocm.api import load_model
+
+        self.generator = load_model(context.artifacts["checkpoint"], device="auto")
+
+    def predict(self, context, model_input, params=None):
+        params = params or {}
+        inputs = dict(model_input)
+        maps = self.generator.sample(
+            np.asarray(inputs["condition"], dtype=np.float32),
+            np.asarray(inputs["params"], dtype=np.float32) if "params" in inputs else None,
+            n_steps=int(params.get("n_steps", 1)),
+            seed=int(params.get("seed", 0)),
+        )
+        return maps[:, 0]
+
+
+def _pyfunc_class():
+    """Subclass PythonModel lazily so importing halocm.tracking does not import MLflow."""
+    import mlflow.pyfunc
+
+    return type("HalocmConsistencyModel", (ConsistencyPyfunc, mlflow.pyfunc.PythonModel), {})
+
+
+def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
+    """The promotion gate on the consistency model's row at `gate_steps`.
+
+    Returns (passes thresholds, score = mean over channels of pk_err + rk_err, reason).
+    """
+    t = cfg.tracking
+    rows = [r for r in bench["results"]
+            if r["sampler"] == "consistency" and r["steps"] == t.gate_steps]
+    if not rows:
+        return False, float("inf"), f"no consistency row at {t.gate_steps} steps"
+    channels = rows[0]["channels"]
+    failures = [
+        f"{name}: pk_err {m['pk_err']:.3f}, rk_err {m['rk_err']:.3f}"
+        for name, m in channels.items()
+        if not (m["pk_err"] <= t.gate_max_pk_err and m["rk_err"] <= t.gate_max_rk_err)
+    ]
+    score = float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
+    if failures:
+        return False, score, "above the gate: " + "; ".join(failures)
+    return True, score, "within the gate"
+
+
+def register(cfg: Config) -> str:
+    """Log the model as a pyfunc, register a new version, and set its alias by the gate.
+
+    `champion` moves only when the gate passes and the score beats the current champion's;
+    otherwise the new version becomes `challenger`.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from halocm.api import load_model
+    from halocm.training import consistency_path
+
+    bench_path = cfg.paths.metrics_dir / "benchmark.json"
+    bench = json.loads(bench_path.read_text())
+    checkpoint = consistency_path(cfg)
+    gen = load_model(checkpoint, device="cpu")
+    example = _input_example(cfg, gen)
+    output = gen.sample(example["condition"], example.get("params"), seed=0)[:, 0]
+    signature = infer_signature(example, output, params={"n_steps": 1, "seed": 0})
+    passes, score, reason = gate(cfg, bench)
+
+    name = cfg.tracking.model_name
+    with stage_run(cfg, "register") as log:
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_pyfunc_class()(),
+            artifacts={"checkpoint": str(checkpoint)}, signature=signature,
+            input_example=example, pip_requirements=_requirements(),
+        )
+        log.metrics({"gate_score": score, "gate_passed": float(passes)}, 0)
+        version = mlflow.register_model(info.model_uri, name,
+                                        tags={"gate_score": f"{score:.6g}",
+                                              "gate": reason, "mode": gen.mode})
+    client = mlflow.MlflowClient()
+    champion = _champion_score(client, name)
+    alias = CHAMPION if passes and (champion is None or score < champion) else CHALLENGER
+    client.set_registered_model_alias(name, alias, version.version)
+    result = {"model": name, "version": int(version.version), "alias": alias,
+              "gate_passed": passes, "gate_score": score, "gate": reason,
+              "previous_champion_score": champion}
+    from halocm.io import write_json
+
+    write_json(cfg.paths.metrics_dir / "registry.json", result)
+    return (f"registered {name} version {version.version} as @{alias} "
+            f"(score {score:.4f}; {reason})")
+
+
+def _champion_score(client, name: str) -> float | None:
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # MLflow raises MlflowException when the alias does not exist yet
+        return None
+    return float(current.tags.get("gate_score", "inf"))
+
+
+def _input_example(cfg: Config, gen) -> dict[str, np.ndarray]:
+    from halocm.data.dataset import load_split
+    from halocm.data.normalize import denormalize_condition, denormalize_params
+
+    test = load_split(cfg.paths.processed_dir / "test.npz")
+    example = {"condition": np.asarray(
+        denormalize_condition(test["condition"][:2], gen.stats), dtype=np.float32)}
+    if gen.shapes.n_params:
+        example["params"] = np.asarray(denormalize_params(test["params"][:2], gen.stats),
+                                       dtype=np.float32)
+    return example
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"torch=={version('torch')}", f"numpy=={version('numpy')}",
+            f"mlflow=={version('mlflow')}", f"pydantic=={version('pydantic')}"]
+
+
+def serve_ui(cfg: Config, port: int = 5000) -> None:
+    """`mlflow ui` bound to loopback on this project's store."""
+    cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(cfg),
+           "--host", "127.0.0.1", "--port", str(port)]
+    subprocess.run(cmd, check=False)
+
