@@ -54,76 +54,58 @@ def _config(params: Path, overrides: list[str] | None) -> Config:
     return load_config(params, overrides or [])
 
 
+def _stage(name: str, params: Path, overrides: list[str] | None, resume: bool = False) -> None:
+    from halocm.pipeline import run_stage
+
+    for path in run_stage(_config(params, overrides), name, resume=resume):
+        typer.echo(f"wrote {path}")
+
+
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")]
+
+
 @app.command()
 @one_line_errors
 def generate(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     """Simulate paired DMO → hydro halo maps → data/raw/synthetic.npz."""
-    from halocm.data.synthetic import generate as run
-
-    typer.echo(f"wrote {run(_config(params, set_))}")
+    _stage("generate", params, set_)
 
 
 @app.command()
 @one_line_errors
 def prepare(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     """Validate, split by group and normalise the raw data → data/processed/."""
-    from halocm.data.prepare import prepare as run
-
-    typer.echo(f"wrote {run(_config(params, set_))}")
+    _stage("prepare", params, set_)
 
 
 @app.command()
 @one_line_errors
 def pretrain(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None,
-             resume: bool = typer.Option(False, help="continue from the last checkpoint")):
+             resume: ResumeOpt = False) -> None:
     """EDM denoising pretraining → models/denoiser.pt (teacher and warm start)."""
-    from halocm.tracking import stage_run
-    from halocm.training import pretrain as run
-
-    cfg = _config(params, set_)
-    with stage_run(cfg, "pretrain") as log:
-        path = run(cfg, resume=resume, log_metrics=log.metrics)
-        log.artifact(path)
-    typer.echo(f"wrote {path}")
+    _stage("pretrain", params, set_, resume)
 
 
 @app.command()
 @one_line_errors
 def train(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None,
-          resume: bool = typer.Option(False, help="continue from the last checkpoint")):
+          resume: ResumeOpt = False) -> None:
     """Consistency training (train.mode: ct, ict, cd, ect) → models/consistency.pt."""
-    from halocm.tracking import stage_run
-    from halocm.training import train as run
-
-    cfg = _config(params, set_)
-    with stage_run(cfg, "train") as log:
-        path = run(cfg, resume=resume, log_metrics=log.metrics)
-        log.artifact(path)
-    typer.echo(f"wrote {path}")
+    _stage("train", params, set_, resume)
 
 
 @app.command()
 @one_line_errors
 def evaluate(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     """Benchmark samplers × steps on the test split → metrics/benchmark.json, reports/."""
-    from halocm.evaluation.benchmark import evaluate as run
-    from halocm.tracking import stage_run
-
-    cfg = _config(params, set_)
-    with stage_run(cfg, "evaluate") as log:
-        result = run(cfg)
-        log.benchmark(result)
-    typer.echo(f"wrote {result}")
+    _stage("evaluate", params, set_)
 
 
 @app.command()
 @one_line_errors
 def register(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """Log the consistency model to MLflow, register it and move `champion` if the gate passes."""
-    from halocm.tracking import register as run
-
-    summary = run(_config(params, set_))
-    typer.echo(summary)
+    """Log the model to MLflow, register a version; `champion` moves only if the gate passes."""
+    _stage("register", params, set_)
 
 
 @app.command()

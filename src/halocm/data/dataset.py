@@ -1,0 +1,132 @@
+"""Halo-grouped splits and the torch Dataset over prepared split files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from halocm.data.sources import DataError
+
+SPLITS = ("train", "val", "test")
+SPLIT_KEYS = ("condition", "target", "params", "group")
+
+
+def split_by_group(
+    group: np.ndarray,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    *,
+    origin: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Indices of the train, val and test maps; every group lands in exactly one split.
+
+    The distinct groups are shuffled with `seed`; the two cut points are the group boundaries
+    whose cumulative map counts come closest to the fractions, constrained so that every
+    split keeps at least one group. Each index array is sorted.
+    """
+    group = np.asarray(group)
+    prefix = f"{origin}: key 'group': " if origin else ""
+    labels, inverse, counts = np.unique(group, return_inverse=True, return_counts=True)
+    n_groups = len(labels)
+    if n_groups < len(SPLITS):
+        empty = SPLITS[max(n_groups, 1)]
+        raise DataError(
+            f"{prefix}split {empty!r} would be empty: {n_groups} distinct group(s) cannot fill "
+            f"the {len(SPLITS)} splits train/val/test (need at least {len(SPLITS)})"
+        )
+    order = np.random.default_rng(seed).permutation(n_groups)
+    # cum[j] = number of maps in the first j shuffled groups.
+    cum = np.concatenate([[0], np.cumsum(counts[order])])
+    goal = np.cumsum(fractions)[:2] * len(group)
+    cut1 = _closest(cum, goal[0], lo=1, hi=n_groups - 2)
+    cut2 = _closest(cum, goal[1], lo=cut1 + 1, hi=n_groups - 1)
+
+    split_of_group = np.empty(n_groups, dtype=np.int64)
+    split_of_group[order[:cut1]] = 0
+    split_of_group[order[cut1:cut2]] = 1
+    split_of_group[order[cut2:]] = 2
+    split_of_map = split_of_group[inverse.reshape(-1)]
+    return {name: np.flatnonzero(split_of_map == k) for k, name in enumerate(SPLITS)}
+
+
+def _closest(cum: np.ndarray, goal: float, lo: int, hi: int) -> int:
+    """The cut j in [lo, hi] whose cumulative count cum[j] is nearest `goal`."""
+    candidates = np.arange(lo, hi + 1)
+    return int(candidates[np.argmin(np.abs(cum[candidates] - goal))])
+
+
+def load_split(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of a prepared split file, loaded into memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (run `halocm prepare` first)")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    for key in SPLIT_KEYS:
+        if key not in arrays:
+            raise DataError(f"{path}: key {key!r} missing from the prepared split")
+    return arrays
+
+
+class HaloMapDataset(Dataset):
+    """Prepared (normalised) maps; item i is (target, condition, params) as float32 tensors of
+    shapes (Ct, H, W), (Cc, H, W) and (P,). Physical extras (`halo_mass`, `r200`,
+    `truth_realizations`) and `group` stay NumPy arrays on the object for evaluation."""
+
+    def __init__(
+        self,
+        target: np.ndarray,
+        condition: np.ndarray,
+        params: np.ndarray | None = None,
+        group: np.ndarray | None = None,
+        extras: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        n = len(target)
+        if params is None:
+            params = np.zeros((n, 0), dtype=np.float32)
+        if len(condition) != n or len(params) != n:
+            raise ValueError(
+                f"HaloMapDataset: {n} targets, {len(condition)} conditions, {len(params)} params"
+            )
+        self.target = torch.as_tensor(np.asarray(target, dtype=np.float32))
+        self.condition = torch.as_tensor(np.asarray(condition, dtype=np.float32))
+        self.params = torch.as_tensor(np.asarray(params, dtype=np.float32))
+        self.group = np.arange(n) if group is None else np.asarray(group)
+        self.extras = dict(extras or {})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HaloMapDataset:
+        arrays = load_split(path)
+        extras = {k: v for k, v in arrays.items() if k not in SPLIT_KEYS}
+        return cls(
+            target=arrays["target"],
+            condition=arrays["condition"],
+            params=arrays["params"],
+            group=arrays["group"],
+            extras=extras,
+        )
+
+    def __len__(self) -> int:
+        return self.target.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.target[i], self.condition[i], self.params[i]
+
+    @property
+    def n_target_channels(self) -> int:
+        return int(self.target.shape[1])
+
+    @property
+    def n_condition_channels(self) -> int:
+        return int(self.condition.shape[1])
+
+    @property
+    def n_params(self) -> int:
+        return int(self.params.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.target.shape[-1])

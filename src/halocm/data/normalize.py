@@ -1,0 +1,209 @@
+"""Per-channel normalisation of maps and parameters, with its exact inverse.
+
+Maps (DESIGN.md §4): y = (log10(1 + x) − mean_c) / std_c, channel c on axis −3, statistics of
+the training split only; inverse x = 10^(y·std_c + mean_c) − 1. Parameters: plain z-score
+p' = (p − mean_j) / std_j. The functions accept NumPy arrays and torch tensors alike and keep
+their dtype (and device); log1p/expm1 keep the round trip exact for near-empty pixels too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from halocm.data.sources import RawData
+from halocm.io import write_json
+
+_LN10 = math.log(10.0)
+# A channel (or parameter) constant over the training set has std 0; use 1 instead so that it
+# maps to a constant 0 and the inverse stays exact.
+_MIN_STD = 1e-12
+_FORMAT = "log10(1+x) z-score v1"
+
+
+@dataclass
+class NormStats:
+    """Normalisation statistics; plain floats and strings so that they serialise to JSON and
+    sit inside a checkpoint loadable with `weights_only=True`."""
+
+    condition_mean: list[float]
+    condition_std: list[float]
+    target_mean: list[float]
+    target_std: list[float]
+    params_mean: list[float]
+    params_std: list[float]
+    channel_names: list[str]
+    condition_names: list[str]
+    param_names: list[str]
+    box_size: float
+
+    def to_dict(self) -> dict:
+        return {"format": _FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NormStats:
+        fields = cls.__dataclass_fields__
+        missing = [k for k in fields if k not in d]
+        if missing:
+            raise ValueError(f"normalisation statistics: missing keys {missing}")
+        stats = cls(**{k: d[k] for k in fields})
+        stats._check()
+        return stats
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON atomically (temp file, then rename)."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> NormStats:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: unreadable normalisation statistics ({err})") from None
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    def _check(self) -> None:
+        pairs = (
+            ("condition", self.condition_mean, self.condition_std, self.condition_names),
+            ("target", self.target_mean, self.target_std, self.channel_names),
+            ("params", self.params_mean, self.params_std, self.param_names),
+        )
+        for what, mean, std, names in pairs:
+            if not len(mean) == len(std) == len(names):
+                raise ValueError(
+                    f"normalisation statistics: {what} has {len(mean)} means, {len(std)} stds "
+                    f"and {len(names)} names"
+                )
+            if any(s <= 0 for s in std):
+                raise ValueError(f"normalisation statistics: {what} std must be positive")
+
+    @property
+    def n_condition_channels(self) -> int:
+        return len(self.condition_mean)
+
+    @property
+    def n_target_channels(self) -> int:
+        return len(self.target_mean)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.params_mean)
+
+
+# ---------------------------------------------------------------------------------- fitting
+
+
+def fit_stats(raw_train: RawData) -> NormStats:
+    """Statistics of the (training) maps, computed in float64."""
+    c_mean, c_std = _log_channel_stats(raw_train.condition)
+    t_mean, t_std = _log_channel_stats(raw_train.target)
+    p = np.asarray(raw_train.params, dtype=np.float64)
+    p_mean, p_std = p.mean(axis=0), p.std(axis=0)
+    return NormStats(
+        condition_mean=c_mean,
+        condition_std=c_std,
+        target_mean=t_mean,
+        target_std=t_std,
+        params_mean=[float(v) for v in p_mean],
+        params_std=_safe_std(p_std),
+        channel_names=list(raw_train.channel_names),
+        condition_names=list(raw_train.condition_names),
+        param_names=list(raw_train.param_names),
+        box_size=float(raw_train.box_size),
+    )
+
+
+def _log_channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    # One channel at a time keeps the float64 copy small.
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        logs = np.log1p(np.asarray(x[:, c], dtype=np.float64)) / _LN10
+        means.append(float(logs.mean()))
+        stds.append(float(logs.std()))
+    return means, _safe_std(np.asarray(stds))
+
+
+def _safe_std(std: np.ndarray) -> list[float]:
+    return [float(s) if s > _MIN_STD else 1.0 for s in np.atleast_1d(std)]
+
+
+# ------------------------------------------------------------------------- maps, both ways
+
+
+def normalize_condition(x, stats: NormStats):
+    """Physical condition maps (..., Cc, H, W) → normalised log space."""
+    return _forward(x, stats.condition_mean, stats.condition_std, "condition")
+
+
+def denormalize_condition(y, stats: NormStats):
+    return _inverse(y, stats.condition_mean, stats.condition_std, "condition")
+
+
+def normalize_target(x, stats: NormStats):
+    """Physical target maps (..., Ct, H, W) → normalised log space."""
+    return _forward(x, stats.target_mean, stats.target_std, "target")
+
+
+def denormalize_target(y, stats: NormStats):
+    """Exact inverse of `normalize_target`: x = 10^(y·std + mean) − 1."""
+    return _inverse(y, stats.target_mean, stats.target_std, "target")
+
+
+def _forward(x, mean: list[float], std: list[float], what: str):
+    m, s = _channel_consts(x, mean, std, what)
+    if isinstance(x, torch.Tensor):
+        return (torch.log1p(x) / _LN10 - m) / s
+    return (np.log1p(x) / _LN10 - m) / s
+
+
+def _inverse(y, mean: list[float], std: list[float], what: str):
+    m, s = _channel_consts(y, mean, std, what)
+    if isinstance(y, torch.Tensor):
+        return torch.expm1((y * s + m) * _LN10)
+    return np.expm1((y * s + m) * _LN10)
+
+
+def _channel_consts(x, mean: list[float], std: list[float], what: str):
+    """mean and std shaped (C, 1, 1), in x's float dtype (and device), to broadcast on −3."""
+    if x.ndim < 3 or x.shape[-3] != len(mean):
+        raise ValueError(
+            f"{what}: expected {len(mean)} channels on axis -3, got shape {tuple(x.shape)}"
+        )
+    return _consts(x, mean, (-1, 1, 1)), _consts(x, std, (-1, 1, 1))
+
+
+def _consts(x, values: list[float], shape: tuple[int, ...]):
+    if isinstance(x, torch.Tensor):
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return torch.tensor(values, dtype=dtype, device=x.device).reshape(shape)
+    dtype = x.dtype if np.issubdtype(np.asarray(x).dtype, np.floating) else np.float64
+    return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+# ------------------------------------------------------------------------------- parameters
+
+
+def normalize_params(p, stats: NormStats):
+    """(..., P) parameters → z-scores."""
+    m, s = _param_consts(p, stats)
+    return (p - m) / s
+
+
+def denormalize_params(q, stats: NormStats):
+    m, s = _param_consts(q, stats)
+    return q * s + m
+
+
+def _param_consts(p, stats: NormStats):
+    if p.shape[-1] != stats.n_params:
+        raise ValueError(f"params: expected {stats.n_params} columns, got shape {tuple(p.shape)}")
+    return _consts(p, stats.params_mean, (-1,)), _consts(p, stats.params_std, (-1,))

@@ -1,0 +1,67 @@
+"""The `prepare` stage: raw data → normalised, halo-grouped train/val/test files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from halocm.config import Config
+from halocm.data.dataset import SPLITS, split_by_group
+from halocm.data.normalize import (
+    NormStats,
+    fit_stats,
+    normalize_condition,
+    normalize_params,
+    normalize_target,
+)
+from halocm.data.sources import RawData, load_source, validate
+from halocm.io import save_npz
+
+log = logging.getLogger(__name__)
+
+NORM_STATS_FILE = "norm_stats.json"
+
+
+def split_path(cfg: Config, split: str) -> Path:
+    return Path(cfg.paths.processed_dir) / f"{split}.npz"
+
+
+def norm_stats_path(cfg: Config) -> Path:
+    return Path(cfg.paths.processed_dir) / NORM_STATS_FILE
+
+
+def prepare(cfg: Config) -> Path:
+    """Load the configured source, validate it, split it by group (seeded by `cfg.seed`), fit
+    the normalisation on the training split only and write `{train,val,test}.npz` and
+    `norm_stats.json` into `paths.processed_dir`, each file atomically. Returns that dir.
+
+    A split file holds `condition`, `target` (normalised, float32), `params` (z-scored,
+    float32, (N, P)), `group`, `index` (row in the source) and, when the source has them, the
+    physical `halo_mass`, `r200` and `truth_realizations`.
+    """
+    raw = load_source(cfg)
+    validate(raw)
+    splits = split_by_group(raw.group, cfg.data.split_fractions, cfg.seed, origin=raw.origin)
+    stats = fit_stats(raw.subset(splits["train"]))
+
+    out = Path(cfg.paths.processed_dir)
+    for name in SPLITS:
+        save_npz(split_path(cfg, name), **_split_arrays(raw, splits[name], stats))
+    stats.save(norm_stats_path(cfg))
+    sizes = ", ".join(f"{name} {len(splits[name])}" for name in SPLITS)
+    log.info("prepared %s maps from %s: %s → %s", raw.n_maps, raw.origin, sizes, out)
+    return out
+
+
+def _split_arrays(raw: RawData, index: np.ndarray, stats: NormStats) -> dict[str, np.ndarray]:
+    part = raw.subset(index)
+    arrays = {
+        "condition": normalize_condition(part.condition, stats).astype(np.float32),
+        "target": normalize_target(part.target, stats).astype(np.float32),
+        "params": normalize_params(part.params, stats).astype(np.float32),
+        "group": part.group,
+        "index": index.astype(np.int64),
+    }
+    return arrays | part.extras

@@ -1,0 +1,148 @@
+"""The pipeline's stages: what each reads (params keys, files) and writes, and how it runs.
+
+The CLI, the DVC stages (dvc.yaml) and the Prefect flow all run stages through `run_stage`;
+`fingerprint` is what the Prefect cache keys on, mirroring DVC's params/deps tracking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from halocm.config import Config
+
+ORDER = ("generate", "prepare", "pretrain", "train", "evaluate", "register")
+SRC = Path(__file__).resolve().parent
+
+TRAIN_LOOP_KEYS = ("train.optimizer", "train.weight_decay", "train.grad_clip",
+                   "train.checkpoint_every", "train.val_every", "train.val_batches",
+                   "train.batch_size")
+
+
+@dataclass(frozen=True)
+class Stage:
+    params: tuple[str, ...]  # params.yaml keys read (the same lists as dvc.yaml)
+    deps: Callable[[Config], list[Path]]
+    outs: Callable[[Config], list[Path]]
+
+
+def _processed(cfg: Config) -> list[Path]:
+    d = cfg.paths.processed_dir
+    return [d / "train.npz", d / "val.npz", d / "test.npz", d / "norm_stats.json"]
+
+
+def _models(cfg: Config, *names: str) -> list[Path]:
+    return [cfg.paths.models_dir / n for n in names]
+
+
+STAGES: dict[str, Stage] = {
+    "generate": Stage(
+        params=("seed", "simulator"), deps=lambda cfg: [],
+        outs=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"],
+    ),
+    "prepare": Stage(
+        params=("data",), deps=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"]
+        if cfg.data.source == "synthetic" else [Path(cfg.data.path)],
+        outs=_processed,
+    ),
+    "pretrain": Stage(
+        params=("seed", "device", "model", "diffusion", "pretrain", *TRAIN_LOOP_KEYS),
+        deps=_processed, outs=lambda cfg: _models(cfg, "denoiser.pt"),
+    ),
+    "train": Stage(
+        params=("seed", "device", "model", "diffusion", "train", "sample", "pretrain"),
+        deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt"),
+        outs=lambda cfg: _models(cfg, "consistency.pt"),
+    ),
+    "evaluate": Stage(
+        params=("seed", "device", "evaluate", "sample"),
+        deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt", "consistency.pt"),
+        outs=lambda cfg: [cfg.paths.metrics_dir / "benchmark.json"],
+    ),
+    "register": Stage(
+        params=("tracking",),
+        deps=lambda cfg: [*_models(cfg, "consistency.pt"),
+                          cfg.paths.metrics_dir / "benchmark.json"],
+        outs=lambda cfg: [cfg.paths.metrics_dir / "registry.json"],
+    ),
+}
+
+
+def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
+    """Run one stage inside its MLflow run; returns the stage's output paths."""
+    from halocm.tracking import stage_run
+
+    if name == "register":  # opens its own run: the model is logged into it
+        from halocm.tracking import register
+
+        print(register(cfg))
+        return STAGES[name].outs(cfg)
+    with stage_run(cfg, name) as log:
+        if name == "generate":
+            from halocm.data.synthetic import generate
+
+            log.artifact(cfg.paths.reports_dir / "generated_cutouts.png")
+            generate(cfg)
+        elif name == "prepare":
+            from halocm.data.prepare import prepare
+
+            prepare(cfg)
+            log.artifact(cfg.paths.processed_dir / "norm_stats.json")
+        elif name == "pretrain":
+            from halocm.training import pretrain
+
+            log.artifact(pretrain(cfg, resume=resume, log_metrics=log.metrics))
+        elif name == "train":
+            from halocm.training import train
+
+            log.artifact(train(cfg, resume=resume, log_metrics=log.metrics))
+        elif name == "evaluate":
+            from halocm.evaluation.benchmark import evaluate
+
+            log.benchmark(evaluate(cfg))
+        else:
+            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
+    return STAGES[name].outs(cfg)
+
+
+def _select(d: dict, key: str):
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_digest() -> str:
+    """The library's code: a code change invalidates cached stage results."""
+    h = hashlib.sha256()
+    for path in sorted(SRC.rglob("*.py")):
+        h.update(path.relative_to(SRC).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(cfg: Config, name: str) -> str | None:
+    """Hash of the stage's params, input files and code; None when an input is missing or an
+    output is gone (then the stage must run)."""
+    stage = STAGES[name]
+    deps, outs = stage.deps(cfg), stage.outs(cfg)
+    if not all(p.is_file() for p in deps + outs):
+        return None
+    raw = cfg.to_dict()
+    payload = {
+        "stage": name,
+        "params": {k: _select(raw, k) for k in stage.params},
+        "deps": {str(p): file_digest(p) for p in deps},
+        "code": source_digest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
