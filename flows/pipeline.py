@@ -1,0 +1,83 @@
+"""Prefect flow: the halocm pipeline, one task per stage (thin: stages live in halocm.pipeline).
+
+Run once (no server needed):  python flows/pipeline.py [--params params.yaml] [--set k=v ...]
+A stage whose params, input files and code are unchanged is a cache hit and is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from halocm.config import load_config
+from halocm.pipeline import ORDER, fingerprint, run_stage
+from halocm.tracking import pipeline_run
+
+
+def _retry_on_io_error(task, task_run, state) -> bool:
+    """Retry transient I/O failures only; a bad value fails at once."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _stage_cache_key(context, parameters) -> str | None:
+    cfg = load_config(parameters["params"], parameters["overrides"])
+    key = fingerprint(cfg, parameters["name"])
+    # None → no cache: an input is missing or an output was deleted, so the stage must run.
+    return None if key is None else f"halocm-{parameters['name']}-{key}"
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error,
+      cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{name}")
+def stage(name: str, params: str, overrides: list[str]) -> list[str]:
+    """Run one stage; the result is the list of output paths."""
+    cfg = load_config(params, overrides)
+    return [str(p) for p in run_stage(cfg, name)]
+
+
+@task(cache_policy=NO_CACHE)
+def publish_benchmark(metrics_dir: str, reports_dir: str) -> None:
+    """The benchmark as Prefect artifacts: the Markdown report and a table of headline rows."""
+    import json
+
+    from halocm.evaluation.report import results_table
+
+    report = Path(reports_dir) / "benchmark.md"
+    create_markdown_artifact(key="halocm-benchmark", markdown=report.read_text(),
+                             description="halocm benchmark report")
+    table = results_table(json.loads((Path(metrics_dir) / "benchmark.json").read_text()))
+    create_table_artifact(key="halocm-benchmark-table",
+                          table=table.round(5).to_dict(orient="records"),
+                          description="pk_err, rk_err, SSIM, PSNR per sampler and channel")
+
+
+@flow(name="halocm-pipeline", log_prints=True)
+def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    """generate → prepare → pretrain → train → evaluate → register."""
+    overrides = list(overrides or [])
+    cfg = load_config(params, overrides)
+    outputs = {}
+    with pipeline_run(cfg, "pipeline"):
+        for name in ORDER:
+            if name == "pretrain" and not cfg.pretrain.enabled:
+                continue
+            outputs[name] = stage(name, params, overrides)
+        publish_benchmark(str(cfg.paths.metrics_dir), str(cfg.paths.reports_dir))
+    return outputs
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    pipeline(args.params, args.overrides)

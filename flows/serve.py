@@ -1,0 +1,30 @@
+"""Serve the deployments: the nightly pipeline (cron) and an on-demand tune.
+
+Needs a Prefect API with a scheduler:
+    prefect server start --host 127.0.0.1 --background
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+    python flows/serve.py [--cron "0 2 * * *"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect import serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline import pipeline
+from tune import tune_flow
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cron", default="0 2 * * *", help="pipeline schedule (server time)")
+    parser.add_argument("--params", default="params.yaml")
+    a = parser.parse_args()
+    serve(
+        pipeline.to_deployment(name="nightly", cron=a.cron, parameters={"params": a.params}),
+        tune_flow.to_deployment(name="on-demand", parameters={"params": a.params}),
+    )
