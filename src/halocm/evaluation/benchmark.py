@@ -72,7 +72,7 @@ def score_channels(gen: np.ndarray, test: TestSet, samples: np.ndarray | None = 
     out = {}
     for c, name in enumerate(test.channel_names):
         g, t = gen[:, c], test.target[:, c]
-        row = {key: float(fn(g, t, test.box_size)) for key, fn in metrics.METRICS.items()}
+        row = {key: _finite(fn(g, t, test.box_size)) for key, fn in metrics.METRICS.items()}
         if test.r200_pix is not None:
             bias, scatter = metrics.mass_bias_scatter(
                 metrics.aperture_mass(g, test.r200_pix), metrics.aperture_mass(t, test.r200_pix)
@@ -83,6 +83,12 @@ def score_channels(gen: np.ndarray, test: TestSet, samples: np.ndarray | None = 
             row.update({f"coverage_{round(100 * lvl)}": float(v) for lvl, v in cov.items()})
         out[name] = row
     return out
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no inf/NaN (e.g. PSNR of identical maps): such values are written as null."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def time_sampler(gen: Generator, test: TestSet, n_steps: int, repeats: int) -> float:

@@ -30,9 +30,13 @@ def results_table(result: dict) -> pd.DataFrame:
         for channel, values in row["channels"].items():
             records.append({"sampler": row_label(row), "nfe": row["nfe"],
                             "ms_per_map": row["ms_per_map"], "channel": channel,
-                            **{k: values.get(k, np.nan) for k in HEADLINE},
+                            **{k: _number(values.get(k)) for k in HEADLINE},
                             **{k: v for k, v in values.items() if k.startswith("coverage")}})
     return pd.DataFrame.from_records(records)
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
 
 
 def write_report(path, result: dict) -> None:
