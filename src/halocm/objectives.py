@@ -23,10 +23,6 @@ def _frozen_copy(net: nn.Module) -> nn.Module:
     return target
 
 
-def _distance(name: str):
-    return losses.pseudo_huber_distance if name == "pseudo_huber" else losses.l2_distance
-
-
 @dataclass
 class EDMObjective:
     """Denoising score matching with the EDM weighting (Karras et al. 2022, Eq. 8)."""
@@ -81,7 +77,7 @@ class CTObjective:
 
     def loss(self, x0, cond, params, step: int) -> torch.Tensor:
         sigmas = self.sigmas(step, x0.device)
-        distance = _distance(self.cfg.train.loss)
+        distance = losses.get_distance(self.cfg.train.loss)
         target = self.networks["target"]
         if self.teacher is None:
             return losses.ct_loss(
@@ -133,7 +129,7 @@ class ECTObjective:
         return losses.ect_loss(
             self.student, x0, cond, params, ratio=ratio, p_mean=t.ect_p_mean,
             p_std=t.ect_p_std, sigma_min=self.cfg.diffusion.sigma_min,
-            distance=_distance(t.loss),
+            distance=losses.get_distance(t.loss),
         )
 
     def after_step(self, step: int) -> None:

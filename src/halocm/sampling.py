@@ -42,7 +42,7 @@ def sample_batch(
 ) -> torch.Tensor:
     """One batch of normalised samples: consistency Alg. 1, or EDM Heun for the teacher."""
     d = cfg.diffusion
-    shape = (out_channels, *cond.shape[-2:])
+    shape = (cond.shape[0], out_channels, *cond.shape[-2:])
     z = per_sample_randn(shape, generators, device=cond.device)
     if kind == "consistency":
         sigmas = consistency_step_sigmas(n_steps, d.sigma_max, cfg.sample.intermediate_sigmas)

@@ -158,7 +158,7 @@ def fit(
             net.train()
         if log_metrics is not None:
             log_metrics(metrics, done)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}",
+        bar.set_postfix(refresh=False, loss=f"{metrics['loss']:.4f}",
                         it_s=f"{(done - start) / (time.perf_counter() - t0):.1f}")
         if done % settings.checkpoint_every == 0 or done == settings.steps:
             write_checkpoint(done)

@@ -1,0 +1,86 @@
+"""Samplers: pure functions (net, latents, sigmas, ...) -> x, run without gradients.
+
+`latents` are unit-normal draws z of the output's shape; each sampler scales them by its
+first σ. Noise injected later comes from per-sample generators when given, so sample k is
+the same whatever the batch it is drawn in (EDM's per-sample seeding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def per_sample_randn(
+    shape: Sequence[int],
+    generators: Sequence[torch.Generator],
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Unit normal tensor whose row k is drawn from generators[k] alone."""
+    shape = tuple(shape)
+    if shape[0] != len(generators):
+        raise ValueError(f"batch {shape[0]} needs as many generators, got {len(generators)}")
+    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generators]
+    return torch.stack(rows).to(device)
+
+
+def _sigma_list(sigmas) -> list[float]:
+    return [float(s) for s in (sigmas.tolist() if isinstance(sigmas, Tensor) else sigmas)]
+
+
+def _full(x: Tensor, sigma: float) -> Tensor:
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return torch.full((x.shape[0],), sigma, device=x.device, dtype=dtype)
+
+
+@torch.no_grad()
+def consistency_sample(f, latents: Tensor, sigmas, *, cond, params, generators=None) -> Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Alg. 1); one step when len(sigmas) = 1.
+
+    x = f(σ_0 z, σ_0); for τ in sigmas[1:]: x ← f(x + √(τ² − σ_min²) z', τ). No clamping:
+    the fields are normalised log-densities, not images in [−1, 1]. σ_min is f.sigma_min.
+    """
+    levels = _sigma_list(sigmas)
+    sigma_min = float(f.sigma_min)
+    x = f(latents * levels[0], _full(latents, levels[0]), cond, params)
+    for tau in levels[1:]:
+        if generators is None:
+            z = torch.randn_like(x)
+        else:
+            z = per_sample_randn(x.shape, generators, device=x.device, dtype=x.dtype)
+        x = f(x + math.sqrt(tau**2 - sigma_min**2) * z, _full(x, tau), cond, params)
+    return x
+
+
+def _pf_ode_sample(denoiser, latents: Tensor, sigmas, cond, params, heun: bool) -> Tensor:
+    levels = _sigma_list(sigmas)
+    x = latents * levels[0]
+    for t_cur, t_next in zip(levels[:-1], levels[1:], strict=True):
+        slope = (x - denoiser(x, _full(x, t_cur), cond, params)) / t_cur
+        x_next = x + (t_next - t_cur) * slope
+        # Heun's correction, except on the last step to σ = 0 where the slope is undefined.
+        if heun and t_next > 0:
+            slope_next = (x_next - denoiser(x_next, _full(x, t_next), cond, params)) / t_next
+            x_next = x + (t_next - t_cur) * (slope + slope_next) / 2
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def edm_heun_sample(denoiser, latents: Tensor, sigmas, *, cond, params) -> Tensor:
+    """Deterministic Heun PF-ODE sampler (Karras et al. 2022, Alg. 1, S_churn = 0).
+
+    `sigmas` descend and end in 0 (edm_sampling_sigmas); n levels above 0 cost 2n − 1 calls.
+    """
+    return _pf_ode_sample(denoiser, latents, sigmas, cond, params, heun=True)
+
+
+@torch.no_grad()
+def edm_euler_sample(denoiser, latents: Tensor, sigmas, *, cond, params) -> Tensor:
+    """Euler PF-ODE sampler over the same grid (Karras et al. 2022, Eq. 4); n calls."""
+    return _pf_ode_sample(denoiser, latents, sigmas, cond, params, heun=False)
