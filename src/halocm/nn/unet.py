@@ -217,8 +217,10 @@ class UNet(nn.Module):
         self._check_inputs(x_in, cond, params)
         emb = self.embed(c_noise, params)
 
-        h = torch.cat([x_in, cond.to(x_in.dtype)], dim=1) if self.cond_channels else x_in
-        h = self.conv_in(h)
+        # Inputs follow the weights' precision (a float64 caller may drive a float32 net).
+        dtype = self.conv_in.weight.dtype
+        h = torch.cat([x_in, cond], dim=1) if self.cond_channels else x_in
+        h = self.conv_in(h.to(dtype))
         hs = [h]
         for layer in self.down:
             h = layer(h, emb) if isinstance(layer, _Stage) else layer(h)
