@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
@@ -137,7 +138,7 @@ class Sample(_Section):
     @field_validator("intermediate_sigmas")
     @classmethod
     def _decreasing(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(b >= a for a, b in zip(v, v[1:], strict=False)) or any(s <= 0 for s in v):
+        if any(b >= a for a, b in itertools.pairwise(v)) or any(s <= 0 for s in v):
             raise ValueError("positive and strictly decreasing")
         return v
 
