@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv run test lint clean
+.PHONY: venv run ui test lint clean
 
 venv: $(VENV)/.installed
 
@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: venv
-	$(BIN)/halocm generate
-	$(BIN)/halocm prepare
+	$(BIN)/halocm pipeline
+
+ui: venv
+	$(BIN)/halocm ui
 
 test: venv
 	$(BIN)/python -m pytest
@@ -31,4 +33,4 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf data/processed models metrics reports
+	rm -rf data models metrics reports mlflow.db mlartifacts

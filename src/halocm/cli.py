@@ -110,6 +110,17 @@ def register(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
 
 @app.command()
 @one_line_errors
+def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
+    """The whole pipeline with DVC (`dvc repro` under one MLflow parent run), then a summary."""
+    from halocm.pipeline import reproduce, summary
+
+    if not reproduce():
+        typer.echo("pipeline up to date: nothing to rerun")
+    typer.echo(summary(_config(params, set_)))
+
+
+@app.command()
+@one_line_errors
 def sample(
     model: Annotated[Path, typer.Option(help="checkpoint (.pt)")],
     condition: Annotated[Path, typer.Option(help=".npz with `condition` (and `params`)")],

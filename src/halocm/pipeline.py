@@ -146,3 +146,58 @@ def fingerprint(cfg: Config, name: str) -> str | None:
         "code": source_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def reproduce() -> bool:
+    """`dvc repro` under one MLflow parent run; False when everything was up to date."""
+    import os
+    import sys
+
+    from dvc.repo import Repo
+
+    from halocm.config import load_config
+    from halocm.tracking import pipeline_run
+
+    # Stage commands call `halocm`: make this environment's scripts visible to them.
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    with Repo(".") as repo:
+        if not repo.status():
+            return False
+        with pipeline_run(load_config("params.yaml"), "pipeline"):
+            repo.reproduce()
+    return True
+
+
+def summary(cfg: Config) -> str:
+    """Where the outputs are, the registered version and the headline numbers."""
+    bench_path = cfg.paths.metrics_dir / "benchmark.json"
+    if not bench_path.is_file():
+        return f"no benchmark yet ({bench_path}): run the pipeline first"
+    bench = json.loads(bench_path.read_text())
+    rows = {(r["sampler"], r["steps"]): r for r in bench["results"]}
+    lines = [
+        f"model      {cfg.paths.models_dir / 'consistency.pt'} ({bench['mode']}, "
+        f"{bench['n_parameters']:,} parameters)",
+        f"report     {cfg.paths.reports_dir / 'benchmark.md'}",
+        f"plots      {cfg.paths.reports_dir}/{{samples,pk_ratio,quality_vs_nfe,speed_vs_nfe}}.png",
+    ]
+    registry = cfg.paths.metrics_dir / "registry.json"
+    if registry.is_file():
+        reg = json.loads(registry.read_text())
+        lines.append(f"registry   {reg['model']} version {reg['version']} @{reg['alias']} "
+                     f"({reg['gate']})")
+    lines.append("")
+    lines.append(f"{'':22s}" + "".join(f"{c:>20s}" for c in bench["channels"]) + "     ms/map")
+    for key, row in rows.items():
+        label = f"{key[0]} {key[1]}" if key[1] else key[0]
+        cells = "".join(
+            f"{_num(row['channels'][c]['pk_err']):>9s} /{_num(row['channels'][c]['rk_err']):>9s}"
+            for c in bench["channels"])
+        lines.append(f"{label:22s}{cells}{row['ms_per_map']:11.3f}")
+    lines.append("(pk_err / rk_err per channel; lower is better)")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
