@@ -166,19 +166,40 @@ def _log_params(run_id: str, cfg: Config) -> None:
 
 
 @contextlib.contextmanager
-def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
-    """The parent run: stages started inside (also as subprocesses) nest under it."""
+def child_run(cfg: Config, name: str, parent_run_id: str | None,
+              tags: dict[str, str] | None = None) -> Iterator[StageLog]:
+    """A run made through the client, not the fluent API: it never becomes the thread's
+    active run, so stages (pipeline parent) or Optuna trials (tune children) can open theirs."""
     if not cfg.tracking.enabled:
-        yield None
+        yield StageLog(None)
         return
     import mlflow
 
-    setup(cfg)
-    with mlflow.start_run(run_name=name, tags={"stage": name, **revision_tags()}) as run:
+    exp_id = setup(cfg)
+    client = mlflow.MlflowClient()
+    all_tags = {"stage": name, **revision_tags(), **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(exp_id, run_name=name, tags=all_tags)
+    log = StageLog(run.info.run_id)
+    status = "FAILED"
+    try:
+        yield log
+        status = "FINISHED"
+    finally:
+        log.flush()
+        client.set_terminated(run.info.run_id, status)
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
+    """The parent run: stages started inside (also as subprocesses) nest under it."""
+    with child_run(cfg, name, os.environ.get(PARENT_RUN_ENV)) as log:
         previous = os.environ.get(PARENT_RUN_ENV)
-        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        if log.run_id is not None:
+            os.environ[PARENT_RUN_ENV] = log.run_id
         try:
-            yield run.info.run_id
+            yield log.run_id
         finally:
             if previous is None:
                 os.environ.pop(PARENT_RUN_ENV, None)
@@ -271,7 +292,7 @@ def register(cfg: Config) -> str:
         )
         log.metrics({"gate_score": score, "gate_passed": float(passes)}, 0)
         version = mlflow.register_model(info.model_uri, name,
-                                        tags={"gate_score": f"{score:.6g}",
+                                        tags={"gate_score": repr(score),
                                               "gate": reason, "mode": gen.mode})
     client = mlflow.MlflowClient()
     champion = _champion_score(client, name)

@@ -82,26 +82,25 @@ def make_objective(cfg: Config, parent_run_id: str | None):
 
 @contextlib.contextmanager
 def _trial_run(cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: str | None):
-    """One MLflow child run per trial (explicit parent id: safe across threads/processes)."""
-    if not cfg.tracking.enabled:
-        yield lambda metrics, step: None
-        return
-    import mlflow
+    """One MLflow child run per trial, with an explicit parent id (safe across processes)."""
+    from halocm.tracking import child_run
 
-    from halocm.tracking import StageLog, setup
+    tags = {"study": trial.study.study_name, "trial": str(trial.number)}
+    with child_run(cfg, f"trial-{trial.number}", parent_run_id, tags) as log:
+        if log.run_id is not None:
+            import mlflow
+            from mlflow.entities import Param
 
-    setup(cfg)
-    with mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id,
-                          tags={"stage": "tune-trial", "study": trial.study.study_name}) as run:
-        mlflow.log_params({**values, "trial_number": trial.number})
-        log = StageLog(run.info.run_id)
+            mlflow.MlflowClient().log_batch(
+                log.run_id, params=[Param(k, str(v)) for k, v in values.items()])
         try:
             yield log.metrics
         except optuna.TrialPruned:
-            mlflow.set_tag("state", "pruned")
+            if log.run_id is not None:
+                import mlflow
+
+                mlflow.MlflowClient().set_tag(log.run_id, "state", "pruned")
             raise
-        finally:
-            log.flush()
 
 
 def tune(cfg: Config, *, n_trials: int | None = None, storage: str | None = None,
