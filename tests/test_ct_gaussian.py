@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
+from gaussian import GaussianField
 
 from halocm.config import config_from_dict
 from halocm.models import DataShapes, build_network
 from halocm.objectives import CTObjective
 from halocm.training import Batches, TrainSettings, fit
-from gaussian import GaussianField
 
 
 @torch.no_grad()

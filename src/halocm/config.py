@@ -172,6 +172,8 @@ class Tune(_Section):
     ct_n_steps: tuple[int, int] = (10, 80)
     lr: tuple[float, float] = (1e-4, 1e-3)
     losses: tuple[Literal["l2", "pseudo_huber"], ...] = ("l2", "pseudo_huber")
+    prune_percentile: float = Field(50.0, gt=0, lt=100)
+    prune_startup_trials: int = Field(2, ge=0)
     output: Path = Path("params.tuned.yaml")
 
 

@@ -49,4 +49,4 @@ def sample_batch(
         return consistency_sample(net, z, sigmas, cond=cond, params=params,
                                   generators=generators)
     sigmas = edm_sampling_sigmas(n_steps, d.sigma_min, d.sigma_max, d.rho).to(cond.device)
-    return edm_heun_sample(net, z * sigmas[0], sigmas, cond=cond, params=params)
+    return edm_heun_sample(net, z, sigmas, cond=cond, params=params)

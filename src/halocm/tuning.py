@@ -111,7 +111,8 @@ def tune(cfg: Config, *, n_trials: int | None = None, storage: str | None = None
     store = open_storage(storage_spec)
     study = optuna.create_study(
         study_name=name, storage=store, direction="minimize", load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        pruner=optuna.pruners.PercentilePruner(cfg.tune.prune_percentile,
+                                               n_startup_trials=cfg.tune.prune_startup_trials),
     )
     # Workers joining one study should not replay the same random start-up points.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))

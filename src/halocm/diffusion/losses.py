@@ -25,17 +25,24 @@ PSEUDO_HUBER_SCALE = 0.00054
 # --- distances ---------------------------------------------------------------------------
 
 
+def _difference(a: Tensor, b: Tensor) -> Tensor:
+    # At least float32 (bf16 outputs under autocast), never below the inputs' precision.
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return (a.to(dtype) - b.to(dtype)).flatten(1)
+
+
 def l2_distance(a: Tensor, b: Tensor) -> Tensor:
     """Mean squared difference over all but the batch dimension (squared ℓ2 per element)."""
-    return (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
+    return _difference(a, b).pow(2).mean(dim=1)
 
 
 def pseudo_huber_distance(a: Tensor, b: Tensor, c: float | None = None) -> Tensor:
     """d = √(‖a − b‖² + c²) − c, c = 0.00054 √dim by default (Song & Dhariwal 2023, Eq. 7)."""
     dim = a[0].numel()
     c = PSEUDO_HUBER_SCALE * math.sqrt(dim) if c is None else c
-    sq = (a.float() - b.float()).pow(2).flatten(1).sum(dim=1)
-    return (sq + c * c).sqrt() - c
+    sq = _difference(a, b).pow(2).sum(dim=1)
+    # √(s + c²) − c written as s/(√(s + c²) + c): no cancellation when s ≪ c² in float32.
+    return sq / ((sq + c * c).sqrt() + c)
 
 
 DISTANCES: dict[str, Distance] = {"l2": l2_distance, "pseudo_huber": pseudo_huber_distance}
@@ -107,7 +114,9 @@ def edm_loss(denoiser, x0, cond, params, *, p_mean, p_std, sigma_data, generator
 
     Karras et al. 2022, Eq. 2 and Table 1; ‖·‖² is the per-element mean (l2_distance).
     """
-    sigma = sample_lognormal_sigma(x0.shape[0], p_mean, p_std, generator=generator)
+    sigma = sample_lognormal_sigma(
+        x0.shape[0], p_mean, p_std, generator=generator, device=x0.device
+    )
     sigma = sigma.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     z = _randn_like(x0, generator)
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
@@ -192,7 +201,7 @@ def ect_loss(
     """
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    t = sample_lognormal_sigma(x0.shape[0], p_mean, p_std, generator=generator)
+    t = sample_lognormal_sigma(x0.shape[0], p_mean, p_std, generator=generator, device=x0.device)
     t = t.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     t = t.clamp(min=2 * sigma_min)
     r = (t * (1 - ratio)).clamp(min=sigma_min)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 
 def edm_coefficients(sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(c_skip, c_out, c_in, c_noise) of EDM (Karras et al. 2022, Table 1, with c_noise = ¼ ln σ)."""
+    """(c_skip, c_out, c_in, c_noise) of EDM (Karras et al. 2022, Table 1); c_noise = ¼ ln σ."""
     var = sigma**2 + sigma_data**2
     c_skip = sigma_data**2 / var
     c_out = sigma * sigma_data / var.sqrt()
@@ -51,7 +51,9 @@ def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or shape ({x.shape[0]},), got {tuple(sigma.shape)}")
+        raise ValueError(
+            f"sigma must be a scalar or shape ({x.shape[0]},), got {tuple(sigma.shape)}"
+        )
     return sigma
 
 

@@ -7,6 +7,7 @@ the same whatever the batch it is drawn in (EDM's per-sample seeding).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -60,7 +61,7 @@ def consistency_sample(f, latents: Tensor, sigmas, *, cond, params, generators=N
 def _pf_ode_sample(denoiser, latents: Tensor, sigmas, cond, params, heun: bool) -> Tensor:
     levels = _sigma_list(sigmas)
     x = latents * levels[0]
-    for t_cur, t_next in zip(levels[:-1], levels[1:], strict=True):
+    for t_cur, t_next in itertools.pairwise(levels):
         slope = (x - denoiser(x, _full(x, t_cur), cond, params)) / t_cur
         x_next = x + (t_next - t_cur) * slope
         # Heun's correction, except on the last step to σ = 0 where the slope is undefined.

@@ -42,7 +42,7 @@ def karras_sigmas(
 
 
 def edm_sampling_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float) -> Tensor:
-    """DESCENDING Karras grid of n levels plus a final 0 (Karras et al. 2022, Eq. 5); n + 1 values."""
+    """DESCENDING Karras grid of n levels, then 0 (Karras et al. 2022, Eq. 5): n + 1 values."""
     grid = _karras_grid(n, sigma_min, sigma_max, rho)[::-1]
     return torch.as_tensor(np.append(grid, 0.0), dtype=torch.float32)
 

@@ -1,0 +1,925 @@
+"""The embedded halo simulator (DESIGN.md §3) and the `generate` stage.
+
+One cutout per host halo, in the spirit of baryonification (Schneider & Teyssier 2015):
+a gravity-only (DMO) map — projected truncated NFW host + subhalos + a lognormal background —
+and its hydro counterpart [dm_hydro, gas, stars] built from the same matter with the baryons
+redistributed by physically motivated, feedback-dependent recipes.
+
+Units: masses in Msun/h, lengths in Mpc/h, maps are mass per pixel (Msun/h).
+
+Mass per pixel is integrated by *differencing analytic enclosed masses*, never by sampling
+Σ at pixel centres, so cuspy centres (NFW, Hernquist) carry their exact mass:
+
+- the host components, centred on the cutout, are split into thin annuli (h/32 to h/4
+  wide) whose masses M2D(<R_{k+1}) − M2D(<R_k) are spread over the pixels in proportion to
+  the exact area of annulus ∩ pixel (`annulus_operator`);
+- subhalos and satellites, at arbitrary positions, are split into rings of exact mass, each
+  ring carried by points on a circle and assigned to the pixel containing each point (NGP).
+
+Either way the map total equals the enclosed mass inside the cutout to rounding, which is what
+the mass-bookkeeping tests check. The condition (DMO map, θ, host, subhalos, background) comes
+from one RNG stream per map, the stochastic baryonic parts (stellar-mass scatter, gas clumping)
+from another, so truth realisations redraw only the latter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import sparse, special
+
+from halocm.config import Config, Simulator
+from halocm.io import save_npz
+
+PARAM_NAMES = ("Omega_m", "sigma_8", "A_SN1", "A_AGN1")
+CHANNEL_NAMES = ("dm_hydro", "gas", "stars")
+OMEGA_B = 0.049
+
+# Critical density in (Msun/h) / (Mpc/h)^3: 2.775e11 h^2 Msun Mpc^-3 with h absorbed.
+RHO_CRIT = 2.775e11
+# Little h used only to put Moster et al. (2013), calibrated in Msun, into Msun/h (CAMELS h).
+H_LITTLE = 0.6711
+
+# --- CAMELS LH-like parameter ranges (DESIGN.md §3).
+OMEGA_M_RANGE = (0.1, 0.5)
+SIGMA_8_RANGE = (0.6, 1.0)
+FEEDBACK_RANGE = (0.25, 4.0)  # A_SN1 and A_AGN1, log-uniform
+
+# --- Dark matter.
+CONC_SCATTER_DEX = 0.11  # Duffy et al. 2008 lognormal scatter
+# Host NFW and bound gas are tapered in 3D by T(r), falling linearly from 1 at R200 to 0 at
+# 3 R200 (where halos merge into the background): a staircase of 8 sharp truncations at these
+# radii [R200], equal weights, each projected analytically. One sharp cut would leave a
+# visible edge, the NFW being still ~20x the mean density at 2 R200.
+TAPER_RADII = tuple(1.0 + 2.0 * (i + 0.5) / 8 for i in range(8))
+SUB_MASS_MIN = 1e11  # lightest subhalo drawn (about a pixel's worth of background mass)
+SUB_MASS_MAX_FRAC = 0.1  # heaviest subhalo, as a fraction of the host
+SUB_SLOPE = 1.9  # dN/dm ∝ m^-1.9 (Giocoli et al. 2008)
+SUB_AMPLITUDE = 0.015  # N(>m) = A (m/M)^-0.9: ~20 subhalos above 1e11 in a 3e14 host
+CONTRACTION = 1.0  # hydro r_s = r_s / (1 + CONTRACTION f*/f_b)
+
+# --- Stars.
+STAR_SCATTER_DEX = 0.15
+STAR_HALF_MASS = 0.015  # 3D half-mass radius / R200 (Kravtsov 2013); Hernquist r½ = (1+√2)a
+STAR_FEEDBACK_SLOPE = 0.3  # f* ∝ A_SN1^-0.3 w_SN(M) A_AGN1^-0.3 w_AGN(M)
+STAR_FEEDBACK_PIVOT = 10**12.5  # SN dominate below, AGN above
+STAR_TAIL = 100.0  # satellites: rings out to 100a, the outermost ring takes the rest
+STAR_MAX_BARYON_FRAC = 0.8  # stars never take more than 80% of a halo's baryons
+
+# --- Gas (Schneider & Teyssier 2015; Schneider et al. 2019).
+GAS_MC0 = 10**13.5  # f_bgas = (f_b - f*) / (1 + (Mc/M)^β) ...
+GAS_MC_SN, GAS_MC_AGN = 0.3, 0.6  # ... with Mc = Mc0 A_SN1^0.3 A_AGN1^0.6
+GAS_BETA = 0.6
+GAS_CORE = 0.1  # β-model core r_c / R200 at A=1 ...
+GAS_CORE_SN, GAS_CORE_AGN = 0.15, 0.3  # ... growing with feedback
+GAS_EJECT = 1.5  # ejected gas: 2D Gaussian of σ = 1.5 R200 A_AGN1^0.15
+GAS_EJECT_AGN = 0.15
+GAS_BG_SMOOTH = 0.2  # background gas smoothed by a Gaussian of 0.2 A_AGN1^0.2 Mpc/h
+GAS_BG_SMOOTH_AGN = 0.2
+CLUMP_SIGMA = 0.3  # clumping: lognormal with σ = 0.3 (A_SN1 A_AGN1)^0.1 ...
+CLUMP_SIGMA_FB = 0.1
+CLUMP_LENGTH = 0.25  # ... correlated over ~0.25 Mpc/h
+
+# --- Background: P_g(k) = BG_AMPLITUDE σ8² k^BG_SLOPE (k in h/Mpc), lognormal.
+BG_AMPLITUDE = 0.5
+BG_SLOPE = -2.5
+
+# --- Numerics.
+# Host annuli are R/40 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
+# mass by area errs by ~0.16 (width/R)² of a pixel's mass, < 1e-4 against 2D quadrature.
+ANNULUS_REL_WIDTH, ANNULUS_MIN_WIDTH, ANNULUS_MAX_WIDTH = 1.0 / 40, 1.0 / 32, 1.0 / 4
+SUB_RINGS, SUB_ANGLES = 16, 24  # quadrature points per subhalo / satellite
+BATCH_PIXELS = 2**22  # field pixels per batch: bounds memory whatever the resolution
+_GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
+_NEAR_ONE = 1e-3  # x within this of 1: interpolate across the removable singularity
+
+
+# ---------------------------------------------------------------------------------------------
+# Halo basics
+# ---------------------------------------------------------------------------------------------
+
+
+def r200_from_m200(m200):
+    """R200c [Mpc/h] from M200c [Msun/h]: M = (4π/3) 200 ρcrit R³."""
+    return np.cbrt(3.0 * np.asarray(m200, float) / (4.0 * np.pi * 200.0 * RHO_CRIT))
+
+
+def duffy_concentration(m200, z: float = 0.0):
+    """Median c200c of Duffy et al. 2008 (full sample, 200c): 5.71 (M/2e12)^-0.084 (1+z)^-0.47."""
+    return 5.71 * (np.asarray(m200, float) / 2e12) ** -0.084 * (1.0 + z) ** -0.47
+
+
+def nfw_mu(x):
+    """Dimensionless NFW enclosed mass μ(x) = ln(1+x) − x/(1+x); M(<r) = 4π ρs rs³ μ(r/rs)."""
+    x = np.asarray(x, float)
+    return np.log1p(x) - x / (1.0 + x)
+
+
+def nfw_rho_s(m200, c200):
+    """Characteristic density ρs so that M(<R200) = M200 (Navarro, Frenk & White 1997)."""
+    rs = r200_from_m200(m200) / c200
+    return np.asarray(m200, float) / (4.0 * np.pi * rs**3 * nfw_mu(c200))
+
+
+def nfw_density(r, rs, rho_s):
+    """3D NFW ρ(r) = ρs / [(r/rs)(1 + r/rs)²]."""
+    x = np.asarray(r, float) / rs
+    return rho_s / (x * (1.0 + x) ** 2)
+
+
+def _near_one(fn, x):
+    """fn(x) with x ≈ 1 replaced by linear interpolation between fn(1 ± ε).
+
+    The projected NFW/Hernquist formulas have removable 0/0 singularities at x = 1; across
+    |x − 1| < ε = 1e-3 they are smooth, so the interpolation error is O(ε²) ~ 1e-7."""
+    x = np.asarray(x, float)
+    near = np.abs(x - 1.0) < _NEAR_ONE
+    if not near.any():
+        return fn(x)
+    lo = fn(np.where(near, 1.0 - _NEAR_ONE, x))
+    hi = fn(np.where(near, 1.0 + _NEAR_ONE, x))
+    t = (x - (1.0 - _NEAR_ONE)) / (2.0 * _NEAR_ONE)
+    return np.where(near, lo + t * (hi - lo), lo)
+
+
+def _nfw_f(x):
+    """F(x) = arccosh(1/x)/√(1−x²) (x<1), arccos(1/x)/√(x²−1) (x>1); Wright & Brainerd 2000."""
+    x = np.asarray(x, float)
+    xl = np.clip(x, 1e-300, 1.0 - 1e-15)
+    xh = np.maximum(x, 1.0 + 1e-15)
+    below = np.arccosh(1.0 / xl) / np.sqrt(1.0 - xl * xl)
+    above = np.arccos(1.0 / xh) / np.sqrt(xh * xh - 1.0)
+    return np.where(x < 1.0, below, np.where(x > 1.0, above, 1.0))
+
+
+def nfw_projected_density(R, rs, rho_s):
+    """Σ(R) of the untruncated NFW, Wright & Brainerd 2000 eq. 11:
+    Σ = 2 ρs rs (1 − F(x)) / (x² − 1), x = R/rs (→ 2ρs rs/3 at x = 1)."""
+    x = np.asarray(R, float) / rs
+    return 2.0 * rho_s * rs * _near_one(lambda u: (1.0 - _nfw_f(u)) / (u * u - 1.0), x)
+
+
+def nfw_projected_mass(R, rs, rho_s):
+    """Mass inside projected radius R, untruncated NFW: 4π ρs rs³ [ln(x/2) + F(x)]
+    (Bartelmann 1996; diverges logarithmically as R → ∞)."""
+    x = np.asarray(R, float) / rs
+    xs = np.maximum(x, 1e-300)
+    m = np.log(xs / 2.0) + _near_one(_nfw_f, xs)
+    return np.where(x > 0, 4.0 * np.pi * rho_s * rs**3 * m, 0.0)
+
+
+def _tnfw_terms(x, c):
+    """Shared pieces of the NFW truncated at r = c rs (Takada & Jain 2003, eqs. 27–28)."""
+    s = np.sqrt(np.maximum(c * c - x * x, 0.0))
+    a = (x * x + c) / (x * (1.0 + c))
+    return s, a
+
+
+def truncated_nfw_projected_density(R, rs, rho_s, rt):
+    """Σ(R) of the NFW sharply truncated in 3D at rt (Takada & Jain 2003, eq. 27),
+    Σ = 2 ρs rs f(x; c), c = rt/rs, zero beyond rt; it goes to zero continuously at rt."""
+    x = np.maximum(np.asarray(R, float) / rs, 1e-300)
+    c = np.asarray(rt, float) / rs
+
+    def f(u):
+        s, a = _tnfw_terms(u, c)
+        one = 1.0 - u * u
+        inner = np.arccosh(np.maximum(a, 1.0)) / np.abs(one) ** 1.5
+        outer = -np.arccos(np.clip(a, -1.0, 1.0)) / np.abs(one) ** 1.5
+        return -s / (one * (1.0 + c)) + np.where(u < 1.0, inner, outer)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sig = 2.0 * rho_s * rs * _near_one(f, x)
+    return np.where(x < c, sig, 0.0)
+
+
+def truncated_nfw_projected_mass(R, rs, rho_s, rt):
+    """Mass inside projected R of the NFW truncated at rt (the projection of the truncated
+    sphere along the whole line of sight): 4π ρs rs³ h(x; c) with (Takada & Jain 2003)
+    h = (√(c²−x²) − c)/(1+c) + ln[x(1+c)/(c+√(c²−x²))] + arccosh(a)/√(1−x²)  (x < 1;
+    arccos(a)/√(x²−1) for x > 1), a = (x²+c)/(x(1+c)); h = μ(c) for x ≥ c."""
+    x = np.asarray(R, float) / rs
+    c = np.asarray(rt, float) / rs
+    xs = np.clip(x, 1e-300, c)
+
+    def h(u):
+        s, a = _tnfw_terms(u, c)
+        one = 1.0 - u * u
+        inner = np.arccosh(np.maximum(a, 1.0)) / np.sqrt(np.abs(one))
+        outer = np.arccos(np.clip(a, -1.0, 1.0)) / np.sqrt(np.abs(one))
+        return (s - c) / (1.0 + c) + np.log(u * (1.0 + c) / (c + s)) + np.where(u < 1, inner, outer)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = _near_one(h, xs)
+    m = np.where(x >= c, nfw_mu(c), m)
+    return np.where(x > 0, 4.0 * np.pi * rho_s * rs**3 * m, 0.0)
+
+
+def tapered_nfw_projected_mass(R, rs, rho_s, r200):
+    """Mass inside projected R of ρ_NFW(r) T(r), T the TAPER_RADII staircase: the mean of
+    the truncated-NFW masses. T = 1 inside R200, so ρs keeps its M200 meaning."""
+    return np.mean(
+        [truncated_nfw_projected_mass(R, rs, rho_s, f * r200) for f in TAPER_RADII], axis=0
+    )
+
+
+def tapered_nfw_mass(rs, rho_s, r200):
+    """Total mass of the tapered NFW: 4π ρs rs³ ⟨μ(rt_i/rs)⟩."""
+    mu = np.mean([nfw_mu(f * r200 / rs) for f in TAPER_RADII], axis=0)
+    return 4.0 * np.pi * rho_s * rs**3 * mu
+
+
+# ---------------------------------------------------------------------------------------------
+# Baryon profiles
+# ---------------------------------------------------------------------------------------------
+
+
+def hernquist_projected(R, mass, a):
+    """Projected Hernquist Σ(R), Hernquist 1990 eq. 33:
+    Σ = M / (2π a² (1−s²)²) [(2+s²) X(s) − 3], s = R/a, X = the NFW F(s)."""
+    s = np.maximum(np.asarray(R, float) / a, 1e-300)
+
+    def f(u):
+        return ((2.0 + u * u) * _nfw_f(u) - 3.0) / (1.0 - u * u) ** 2
+
+    return mass / (2.0 * np.pi * a * a) * _near_one(f, s)
+
+
+def hernquist_projected_mass(R, mass, a):
+    """Mass inside projected R, Hernquist 1990 eq. 37: M s² (X(s) − 1)/(1 − s²).
+    The projected half-mass radius is 1.8153 a; the 3D one (1+√2) a."""
+    s = np.asarray(R, float) / a
+    ss = np.maximum(s, 1e-300)
+    m = _near_one(lambda u: u * u * (_nfw_f(u) - 1.0) / (1.0 - u * u), ss)
+    return np.where(s > 0, mass * m, 0.0)
+
+
+def _beta_rho0(mass, rc, rt):
+    """Central density of the β = 2/3 model ρ0/(1 + r²/rc²) holding `mass` inside rt."""
+    return mass / (4.0 * np.pi * rc * rc * (rt - rc * np.arctan(rt / rc)))
+
+
+def beta_model_projected_density(R, mass, rc, rt):
+    """Σ(R) of the β = 2/3 model (Cavaliere & Fusco-Femiano 1976) truncated in 3D at rt:
+    Σ = 2ρ0 rc² / √(rc²+R²) · arctan(√(rt²−R²) / √(rc²+R²))."""
+    R = np.asarray(R, float)
+    u = np.sqrt(rc * rc + R * R)
+    z = np.sqrt(np.maximum(rt * rt - R * R, 0.0))
+    return 2.0 * _beta_rho0(mass, rc, rt) * rc * rc / u * np.arctan(z / u)
+
+
+def beta_model_projected_mass(R, mass, rc, rt):
+    """Mass inside projected R of the truncated β = 2/3 model: with u = √(rc²+R²) and
+    s² = rt² + rc², M2D = 4πρ0 rc² [G(u) − G(rc)], G(u) = u arccos(u/s) − √(s²−u²)."""
+    R = np.minimum(np.asarray(R, float), rt)
+    s = np.sqrt(rt * rt + rc * rc)
+
+    def g(u):
+        return u * np.arccos(np.minimum(u / s, 1.0)) - np.sqrt(np.maximum(s * s - u * u, 0.0))
+
+    rho0 = _beta_rho0(mass, rc, rt)
+    return 4.0 * np.pi * rho0 * rc * rc * (g(np.sqrt(rc * rc + R * R)) - g(rc))
+
+
+def tapered_beta_projected_mass(R, mass, rc, r200):
+    """Mass inside projected R of the β = 2/3 model tapered like the host (TAPER_RADII),
+    holding `mass` in total: one ρ0 shared by the truncated pieces."""
+    unit = [1.0 / _beta_rho0(1.0, rc, f * r200) for f in TAPER_RADII]  # piece mass at ρ0 = 1
+    rho0 = mass / np.mean(unit, axis=0)
+    pieces = [
+        beta_model_projected_mass(R, rho0 * u, rc, f * r200)
+        for u, f in zip(unit, TAPER_RADII, strict=True)
+    ]
+    return np.mean(pieces, axis=0)
+
+
+def gaussian_projected_mass(R, mass, sigma):
+    """Mass inside projected R of a 3D Gaussian cloud (the ejected gas of Schneider &
+    Teyssier 2015): its projection is a 2D Gaussian, M2D = M (1 − exp(−R²/2σ²))."""
+    R = np.asarray(R, float)
+    return mass * -np.expm1(-(R * R) / (2.0 * sigma * sigma))
+
+
+def moster_stellar_mass(m200):
+    """Median stellar mass [Msun/h] of a halo of M200c [Msun/h], Moster et al. 2013 eq. 2 at
+    z = 0: m*/M = 2N [(M/M1)^-β + (M/M1)^γ]^-1, M1 = 10^11.59 Msun, N = 0.0351,
+    β = 1.376, γ = 0.608 (masses converted from Msun/h with h = H_LITTLE)."""
+    m = np.asarray(m200, float) / H_LITTLE
+    ratio = m / 10**11.59
+    return 2.0 * 0.0351 * m / (ratio**-1.376 + ratio**0.608) * H_LITTLE
+
+
+def feedback_star_factor(m200, a_sn, a_agn):
+    """Feedback normalisation of the stellar mass: A_SN1^(−0.3 w_SN) A_AGN1^(−0.3 w_AGN),
+    w_AGN = M/(M + 10^12.5), w_SN = 1 − w_AGN: supernovae quench small halos, AGN large ones;
+    exactly 1 at A = 1 and decreasing in both amplitudes."""
+    m200 = np.asarray(m200, float)
+    w_agn = m200 / (m200 + STAR_FEEDBACK_PIVOT)
+    sn = np.asarray(a_sn, float) ** (-STAR_FEEDBACK_SLOPE * (1.0 - w_agn))
+    return sn * np.asarray(a_agn, float) ** (-STAR_FEEDBACK_SLOPE * w_agn)
+
+
+def gas_mc(a_sn, a_agn):
+    """Mass scale of gas expulsion, Mc = 10^13.5 A_SN1^0.3 A_AGN1^0.6 [Msun/h]."""
+    return GAS_MC0 * np.asarray(a_sn, float) ** GAS_MC_SN * np.asarray(a_agn, float) ** GAS_MC_AGN
+
+
+def bound_gas_fraction(m200, f_star, omega_m, a_sn, a_agn):
+    """Bound-gas fraction f_bgas = (Ωb/Ωm − f*) / (1 + (Mc/M)^β) (Schneider et al. 2019)."""
+    f_b = OMEGA_B / np.asarray(omega_m, float)
+    return (f_b - f_star) / (1.0 + (gas_mc(a_sn, a_agn) / np.asarray(m200, float)) ** GAS_BETA)
+
+
+def gas_core_radius(r200, a_sn, a_agn):
+    """β-model core: 0.1 R200 A_SN1^0.15 A_AGN1^0.3 (feedback heats and puffs up the core)."""
+    return GAS_CORE * r200 * np.asarray(a_sn, float) ** GAS_CORE_SN * a_agn**GAS_CORE_AGN
+
+
+def ejection_radius(r200, a_agn):
+    """σ of the ejected gas: 1.5 R200 A_AGN1^0.15 (a few R200, further with stronger AGN)."""
+    return GAS_EJECT * r200 * np.asarray(a_agn, float) ** GAS_EJECT_AGN
+
+
+def hernquist_scale(r200):
+    """Hernquist a from the 3D half-mass radius r½ = 0.015 R200 = (1+√2) a."""
+    return STAR_HALF_MASS * np.asarray(r200, float) / (1.0 + math.sqrt(2.0))
+
+
+def nfw_radius_quantile(q, c):
+    """3D radius in units of rs holding fraction q of the NFW mass inside c rs: solves
+    μ(x) = q μ(c) exactly, x = −1/W0(−exp(−1 − q μ(c))) − 1 (Lambert W)."""
+    y = np.asarray(q, float) * nfw_mu(c)
+    w = special.lambertw(-np.exp(-1.0 - y), 0).real
+    return -1.0 / w - 1.0
+
+
+def mean_subhalo_count(m200):
+    """Poisson mean of subhalos with SUB_MASS_MIN < m < 0.1 M: A [(m_min/M)^-0.9 − 0.1^-0.9]."""
+    x = SUB_MASS_MIN / np.asarray(m200, float)
+    e = SUB_SLOPE - 1.0
+    return np.maximum(SUB_AMPLITUDE * (x**-e - SUB_MASS_MAX_FRAC**-e), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel integration
+# ---------------------------------------------------------------------------------------------
+
+
+def _quadrant_area(x, y, R):
+    """Area of {0 ≤ u ≤ x, 0 ≤ v ≤ y, u² + v² ≤ R²} for x, y ≥ 0 (closed form)."""
+    R = np.maximum(R, 0.0)
+    xc, yc = np.minimum(x, R), np.minimum(y, R)
+    inside = xc * xc + yc * yc <= R * R
+    ustar = np.sqrt(np.maximum(R * R - yc * yc, 0.0))
+    # ∫ √(R²−u²) du antiderivative; R = 0 only where the area is 0 anyway.
+    with np.errstate(divide="ignore", invalid="ignore"):
+
+        def prim(u):
+            return 0.5 * (u * np.sqrt(np.maximum(R * R - u * u, 0.0)) + R * R * np.arcsin(u / R))
+
+        arc = yc * ustar + prim(xc) - prim(ustar)
+    return np.where(inside, xc * yc, np.where(R > 0, arc, 0.0))
+
+
+def disc_rect_area(R, x0, x1, y0, y1):
+    """Exact area of the disc of radius R at the origin inside [x0, x1] × [y0, y1]
+    (inclusion–exclusion of signed quadrant areas)."""
+
+    def signed(x, y):
+        return np.sign(x) * np.sign(y) * _quadrant_area(np.abs(x), np.abs(y), R)
+
+    return signed(x1, y1) - signed(x0, y1) - signed(x1, y0) + signed(x0, y0)
+
+
+@functools.lru_cache(maxsize=8)
+def annulus_edges(n: int, box: float) -> np.ndarray:
+    """Annulus edges from 0 to past the cutout corner, widths clip(R/40, h/32, h/4)."""
+    h = box / n
+    edges = [0.0]
+    while edges[-1] < box / math.sqrt(2.0):
+        r = edges[-1]
+        edges.append(
+            r + h * min(max(r / h * ANNULUS_REL_WIDTH, ANNULUS_MIN_WIDTH), ANNULUS_MAX_WIDTH)
+        )
+    return np.array(edges)
+
+
+@functools.lru_cache(maxsize=8)
+def annulus_operator(n: int, box: float) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Sparse W (n², K) and annulus edges R_k (K+1,), for profiles centred on the cutout.
+
+    W[p, k] is the exact fraction of annulus [R_k, R_{k+1}) that lies in pixel p, so pixel
+    masses = W @ ΔM with ΔM_k = M2D(<R_{k+1}) − M2D(<R_k) (`annulus_edges`). Only Σ's
+    variation across one thin annulus is approximated; the cusp (all the mass inside the first
+    annulus, h/32 wide) is exact."""
+    h = box / n
+    edges = annulus_edges(n, box)
+    n_ann = len(edges) - 1
+    e = (np.arange(n + 1) - n / 2.0) * h
+    iy, ix = np.divmod(np.arange(n * n), n)  # pixel p = iy * n + ix (row = y)
+    x0, x1, y0, y1 = e[ix], e[ix + 1], e[iy], e[iy + 1]
+    dx = np.maximum.reduce([np.zeros_like(x0), x0, -x1])
+    dy = np.maximum.reduce([np.zeros_like(y0), y0, -y1])
+    r_min = np.hypot(dx, dy)
+    r_max = np.hypot(np.maximum(np.abs(x0), np.abs(x1)), np.maximum(np.abs(y0), np.abs(y1)))
+    # Annulus k = [R_k, R_k+1) meets pixel p iff R_k+1 > r_min(p) and R_k < r_max(p).
+    k_lo = np.searchsorted(edges, r_min, side="right") - 1
+    k_hi = np.minimum(np.searchsorted(edges, r_max, side="left"), n_ann) - 1
+    count = k_hi - k_lo + 1
+    p = np.repeat(np.arange(n * n), count)
+    k = np.repeat(k_lo - np.cumsum(count) + count, count) + np.arange(count.sum())
+    rect = (x0[p], x1[p], y0[p], y1[p])
+    area = disc_rect_area(edges[k + 1], *rect) - disc_rect_area(edges[k], *rect)
+    frac = area / (np.pi * (edges[k + 1] ** 2 - edges[k] ** 2))
+    keep = frac > 0
+    w = sparse.csr_matrix((frac[keep], (p[keep], k[keep])), shape=(n * n, n_ann))
+    return w, edges
+
+
+def paint_centred(enclosed: np.ndarray, n: int, box: float) -> np.ndarray:
+    """Pixel masses (B, n, n) of profiles centred on the cutout, from their enclosed projected
+    masses at the annulus edges `enclosed` (B, K+1) of `annulus_operator(n, box)`."""
+    w, _ = annulus_operator(n, box)
+    dm = np.diff(enclosed, axis=1)
+    return np.ascontiguousarray((w @ dm.T).T).reshape(-1, n, n)
+
+
+def paint_rings(
+    n_maps: int,
+    n: int,
+    box: float,
+    owner: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    rotation: np.ndarray,
+    radii: np.ndarray,
+    masses: np.ndarray,
+) -> np.ndarray:
+    """Pixel masses (n_maps, n, n) of objects at (x, y) (offsets from the cutout centre).
+
+    Object j of map owner[j] is split into rings with point radius radii[j, i] and exact mass
+    masses[j, i] (differences of its enclosed mass); each ring's mass is shared by SUB_ANGLES
+    points on the circle, rotated by a golden-angle step per ring, and each point's mass goes to
+    the pixel that contains it (NGP). Mass off the cutout is dropped, as it should be."""
+    out = np.zeros(n_maps * n * n)
+    if owner.size:
+        h = box / n
+        ring = np.arange(radii.shape[1])[:, None] * _GOLDEN_ANGLE
+        phi = ring + 2.0 * np.pi * np.arange(SUB_ANGLES)[None, :] / SUB_ANGLES
+        phi = phi[None] + rotation[:, None, None]
+        px = x[:, None, None] + radii[:, :, None] * np.cos(phi)
+        py = y[:, None, None] + radii[:, :, None] * np.sin(phi)
+        ix = np.floor(px / h + n / 2.0).astype(np.int64)
+        iy = np.floor(py / h + n / 2.0).astype(np.int64)
+        ok = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
+        flat = (owner[:, None, None] * n + iy) * n + ix
+        weight = np.broadcast_to(masses[:, :, None] / SUB_ANGLES, flat.shape)
+        out += np.bincount(flat[ok], weights=weight[ok], minlength=out.size)
+    return out.reshape(n_maps, n, n)
+
+
+def _ring_quadrature(edges: np.ndarray, enclosed: np.ndarray, total: np.ndarray):
+    """Point radii (area-weighted mid-ring) and ring masses; the outermost ring also takes
+    whatever lies beyond the last edge so that each object's mass is exact."""
+    radii = np.sqrt(0.5 * (edges[:, 1:] ** 2 + edges[:, :-1] ** 2))
+    masses = np.diff(enclosed, axis=1)
+    masses[:, -1] += total - enclosed[:, -1]
+    return radii, masses
+
+
+# ---------------------------------------------------------------------------------------------
+# Random fields
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _wavenumbers(m: int, spacing: float) -> np.ndarray:
+    """|k| [h/Mpc] on the rfft2 grid of an m × m field with the given pixel spacing."""
+    ky = 2.0 * np.pi * np.fft.fftfreq(m, d=spacing)
+    kx = 2.0 * np.pi * np.fft.rfftfreq(m, d=spacing)
+    return np.hypot(ky[:, None], kx[None, :])
+
+
+def _impulse_variance(filt: np.ndarray, m: int) -> float:
+    """Variance of white noise (unit σ per pixel) coloured by `filt`: Σ of the squared
+    impulse response irfft2(filt), since the coloured field is a circular convolution."""
+    return float((sfft.irfft2(filt.astype(float), s=(m, m)) ** 2).sum())
+
+
+@functools.lru_cache(maxsize=16)
+def _background_filter(m: int, spacing: float) -> tuple[np.ndarray, float]:
+    """Filter √P(k)/spacing at σ8 = 1 (white noise → field of spectrum P) and its variance,
+    P(k) = BG_AMPLITUDE k^BG_SLOPE with k in h/Mpc; no k = 0 mode (the mean is set apart)."""
+    k = _wavenumbers(m, spacing)
+    power = np.zeros_like(k)
+    power[k > 0] = BG_AMPLITUDE * k[k > 0] ** BG_SLOPE
+    amp = (np.sqrt(power) / spacing).astype(np.float32)
+    return amp, _impulse_variance(amp, m)
+
+
+@functools.lru_cache(maxsize=16)
+def _clump_filter(n: int, spacing: float) -> np.ndarray:
+    """Filter giving a unit-variance Gaussian field with P ∝ exp(−k² ℓ²), ℓ = CLUMP_LENGTH."""
+    k = _wavenumbers(n, spacing)
+    amp = np.exp(-0.5 * (k * CLUMP_LENGTH) ** 2)
+    amp[0, 0] = 0.0
+    return (amp / math.sqrt(_impulse_variance(amp, n))).astype(np.float32)
+
+
+def _filtered_noise(noise: np.ndarray, filt: np.ndarray) -> np.ndarray:
+    """Gaussian random field(s): white noise (B, m, m) coloured by filt (…, m, m//2+1)."""
+    m = noise.shape[-1]
+    return sfft.irfft2(sfft.rfft2(noise, axes=(-2, -1)) * filt, s=(m, m), axes=(-2, -1))
+
+
+def _smooth(field: np.ndarray, sigma: np.ndarray, spacing: float) -> np.ndarray:
+    """Gaussian smoothing (per map σ, Mpc/h) in Fourier space; conserves the periodic total."""
+    m = field.shape[-1]
+    k2 = _wavenumbers(m, spacing) ** 2
+    kernel = np.exp(-0.5 * k2[None] * (sigma**2)[:, None, None]).astype(np.float32)
+    return _filtered_noise(field, kernel)
+
+
+def _block_mean(field: np.ndarray, f: int) -> np.ndarray:
+    b, m, _ = field.shape
+    return field.reshape(b, m // f, f, m // f, f).mean(axis=(2, 4))
+
+
+def _central(field: np.ndarray, size: int) -> np.ndarray:
+    start = (field.shape[-1] - size) // 2
+    return field[..., start : start + size, start : start + size]
+
+
+# ---------------------------------------------------------------------------------------------
+# Draws: the condition stream and the baryon streams
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HaloCatalog:
+    """Everything the condition depends on, for a batch of maps (drawn from stream 0).
+
+    Per map (B,): global index, θ, host M200c, concentration; subhalos as flat arrays with
+    `sub_owner` the map (0..B-1) each belongs to; `bg_noise` the white noise of the
+    background field (B, m, m), m = 2n (or 4n with context channels)."""
+
+    index: np.ndarray
+    omega_m: np.ndarray
+    sigma_8: np.ndarray
+    a_sn: np.ndarray
+    a_agn: np.ndarray
+    m200: np.ndarray
+    c200: np.ndarray
+    sub_owner: np.ndarray
+    sub_m200: np.ndarray
+    sub_c200: np.ndarray
+    sub_q: np.ndarray  # NFW mass quantile of the 3D radius in the host
+    sub_mu: np.ndarray  # cosine of the line-of-sight angle
+    sub_phi: np.ndarray  # position angle in the sky plane
+    bg_noise: np.ndarray
+
+    @property
+    def f_b(self) -> np.ndarray:
+        return OMEGA_B / self.omega_m
+
+    @property
+    def r200(self) -> np.ndarray:
+        return r200_from_m200(self.m200)
+
+    @property
+    def params(self) -> np.ndarray:
+        return np.stack([self.omega_m, self.sigma_8, self.a_sn, self.a_agn], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaryonNoise:
+    """The stochastic baryonic parts of a batch (one stream per map and realisation)."""
+
+    star_central: np.ndarray  # (B,) N(0,1): central stellar-mass scatter
+    star_sub: np.ndarray  # (S,) N(0,1): satellites' scatter
+    clump: np.ndarray  # (B, n, n) white noise of the gas clumping field
+
+
+def _stream(seed: int, index: int, stream: int) -> np.random.Generator:
+    """Map `index`'s own generator: the same maps whatever the batch size or map count."""
+    return np.random.default_rng([seed, index, stream])
+
+
+def _field_size(cfg: Simulator) -> int:
+    """Background field side in pixels: twice the cutout (no periodic wrap inside the cutout),
+    four times with context channels (the 4x context is the whole field)."""
+    return (4 if cfg.context_channels else 2) * cfg.resolution
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def draw_catalog(cfg: Simulator, seed: int, index: np.ndarray) -> HaloCatalog:
+    """Draw θ, host, subhalos and background noise for maps `index` (condition stream 0)."""
+    m = _field_size(cfg)
+    rows, subs, noise = [], [], []
+    for i in index:
+        rng = _stream(seed, int(i), 0)
+        theta = (
+            rng.uniform(*OMEGA_M_RANGE),
+            rng.uniform(*SIGMA_8_RANGE),
+            _log_uniform(rng, *FEEDBACK_RANGE),
+            _log_uniform(rng, *FEEDBACK_RANGE),
+        )
+        m200 = 10 ** rng.uniform(cfg.log_mass_min, cfg.log_mass_max)
+        c200 = duffy_concentration(m200) * 10 ** (CONC_SCATTER_DEX * rng.standard_normal())
+        rows.append((*theta, m200, c200))
+        n_sub = rng.poisson(mean_subhalo_count(m200))
+        # Masses from dN/dm ∝ m^-1.9 on [m_min, 0.1 M] by inverse CDF.
+        e = SUB_SLOPE - 1.0
+        lo, hi = SUB_MASS_MIN**-e, (SUB_MASS_MAX_FRAC * m200) ** -e
+        m_sub = (lo - rng.uniform(size=n_sub) * (lo - hi)) ** (-1.0 / e)
+        c_sub = duffy_concentration(m_sub) * 10 ** (CONC_SCATTER_DEX * rng.standard_normal(n_sub))
+        geo = rng.uniform(size=(3, n_sub))
+        subs.append((m_sub, c_sub, geo[0], 2.0 * geo[1] - 1.0, 2.0 * np.pi * geo[2]))
+        noise.append(rng.standard_normal((m, m), dtype=np.float32))
+    cols = np.array(rows, dtype=float).T
+    flat = [np.concatenate([s[j] for s in subs]) for j in range(5)]
+    owner = np.repeat(np.arange(len(index)), [len(s[0]) for s in subs])
+    return HaloCatalog(np.asarray(index), *cols, owner, *flat, np.stack(noise))
+
+
+def draw_baryon_noise(cfg: Simulator, cat: HaloCatalog, seed: int, stream: int) -> BaryonNoise:
+    """Stellar-mass scatter and clumping noise; stream 1 is the target, 2 + r realisation r."""
+    n = cfg.resolution
+    n_sub = np.bincount(cat.sub_owner, minlength=len(cat.index))
+    central, sub, clump = [], [], []
+    for j, i in enumerate(cat.index):
+        rng = _stream(seed, int(i), stream)
+        central.append(rng.standard_normal())
+        sub.append(rng.standard_normal(n_sub[j]))
+        clump.append(rng.standard_normal((n, n), dtype=np.float32))
+    return BaryonNoise(np.array(central), np.concatenate(sub), np.stack(clump))
+
+
+# ---------------------------------------------------------------------------------------------
+# Painting
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DarkMatter:
+    """The condition's pieces that the hydro maps reuse (all (B, n, n) maps in Msun/h)."""
+
+    host_rs: np.ndarray  # (B,) host scale radius
+    host_r200: np.ndarray  # (B,) host R200 (sets the taper)
+    host_mass: np.ndarray  # (B,) host smooth mass, all of it (tapered profile)
+    sub_rt: np.ndarray  # (S,) subhalo truncation radius
+    sub_mass: np.ndarray  # (S,) bound subhalo mass
+    sub_x: np.ndarray  # (S,) position relative to the cutout centre
+    sub_y: np.ndarray
+    subs: np.ndarray  # subhalo DMO map
+    background: np.ndarray  # background DMO map
+    background_gas: np.ndarray  # (Ωb/Ωm) × smoothed background
+
+
+def _subhalos(cat: HaloCatalog) -> dict[str, np.ndarray]:
+    """Bound masses, tidal radii and projected positions of the subhalos."""
+    o = cat.sub_owner
+    rs_host = cat.r200[o] / cat.c200[o]
+    r3d = rs_host * nfw_radius_quantile(cat.sub_q, cat.c200[o])
+    # Jacobi radius r_J = r (m / 3 M_host(<r))^(1/3), kept within [0.1, 1] R200_sub.
+    m_in = np.maximum(cat.m200[o] * nfw_mu(r3d / rs_host) / nfw_mu(cat.c200[o]), 1.0)
+    r200 = r200_from_m200(cat.sub_m200)
+    rt = np.clip(r3d * np.cbrt(cat.sub_m200 / (3.0 * m_in)), 0.1 * r200, r200)
+    rs = r200 / cat.sub_c200
+    bound = cat.sub_m200 * nfw_mu(rt / rs) / nfw_mu(cat.sub_c200)
+    proj = r3d * np.sqrt(1.0 - cat.sub_mu**2)
+    return {
+        "rs": rs,
+        "rt": rt,
+        "mass": bound,
+        "r200": r200,
+        "x": proj * np.cos(cat.sub_phi),
+        "y": proj * np.sin(cat.sub_phi),
+    }
+
+
+def _background(cfg: Simulator, cat: HaloCatalog):
+    """Lognormal background (mass per pixel) on the m × m field and its gas counterpart."""
+    h = cfg.box_size / cfg.resolution
+    m = cat.bg_noise.shape[-1]
+    amp, var0 = _background_filter(m, h)
+    sig8 = cat.sigma_8.astype(np.float32)[:, None, None]
+    g = _filtered_noise(cat.bg_noise, amp[None] * sig8)
+    # ρ = ρ̄ exp(g − σ_g²/2) keeps the mean at Ωm ρcrit × depth; σ_g² ∝ σ8².
+    mean = (cat.omega_m * RHO_CRIT * cfg.projection_depth * h * h).astype(np.float32)
+    field = mean[:, None, None] * np.exp(g - 0.5 * var0 * sig8**2)
+    smooth = GAS_BG_SMOOTH * cat.a_agn**GAS_BG_SMOOTH_AGN
+    gas = cat.f_b.astype(np.float32)[:, None, None] * _smooth(field, smooth, h)
+    return field, gas
+
+
+def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkMatter]:
+    """DMO maps (B, Cc, n, n): host truncated NFW + subhalos + background (+ context)."""
+    n, box = cfg.resolution, cfg.box_size
+    b = len(cat.index)
+    _, edges = annulus_operator(n, box)
+    sub = _subhalos(cat)
+    # Subhalos within R200 are part of M200: the smooth host holds the rest (at least half).
+    in_subs = np.bincount(cat.sub_owner, weights=sub["mass"], minlength=b)
+    r200 = cat.r200
+    rs = r200 / cat.c200
+    rho_s = nfw_rho_s(np.maximum(cat.m200 - in_subs, 0.5 * cat.m200), cat.c200)
+    host = paint_centred(
+        tapered_nfw_projected_mass(edges[None], rs[:, None], rho_s[:, None], r200[:, None]), n, box
+    )
+    q = np.linspace(0.0, 1.0, SUB_RINGS + 1) ** 1.5
+    ring_edges = sub["rt"][:, None] * q[None]
+    rho_sub = nfw_rho_s(cat.sub_m200, cat.sub_c200)[:, None]
+    enclosed = truncated_nfw_projected_mass(
+        ring_edges, sub["rs"][:, None], rho_sub, sub["rt"][:, None]
+    )
+    radii, masses = _ring_quadrature(ring_edges, enclosed, sub["mass"])
+    subs = paint_rings(b, n, box, cat.sub_owner, sub["x"], sub["y"], cat.sub_phi, radii, masses)
+    field, field_gas = _background(cfg, cat)
+    background = _central(field, n)
+    channels = [host + subs + background]
+    if cfg.context_channels:
+        channels += [_block_mean(_central(field, 2 * n), 2), _block_mean(field, 4)]
+    dark = DarkMatter(
+        host_rs=rs,
+        host_r200=r200,
+        host_mass=tapered_nfw_mass(rs, rho_s, r200),
+        sub_rt=sub["rt"],
+        sub_mass=sub["mass"],
+        sub_x=sub["x"],
+        sub_y=sub["y"],
+        subs=subs,
+        background=background,
+        background_gas=_central(field_gas, n),
+    )
+    return np.stack(channels, axis=1).astype(np.float32), dark
+
+
+def host_baryons(cat: HaloCatalog, dark: DarkMatter, noise: BaryonNoise) -> dict[str, np.ndarray]:
+    """Stellar and gas budgets of hosts and satellites (all masses in Msun/h).
+
+    Fractions are of the host's smooth DMO mass M_t inside its truncation radius, so that
+    hydro DM (1 − f_b) + stars f* + bound gas + ejected gas = M_t exactly."""
+    f_b = cat.f_b
+    o = cat.sub_owner
+    # Central: Moster et al. 2013 × feedback × 0.15 dex scatter.
+    m_star = (
+        moster_stellar_mass(cat.m200)
+        * feedback_star_factor(cat.m200, cat.a_sn, cat.a_agn)
+        * 10 ** (STAR_SCATTER_DEX * noise.star_central)
+    )
+    f_star = np.minimum(m_star / dark.host_mass, STAR_MAX_BARYON_FRAC * f_b)
+    # Satellites: the same relation at the infall mass, capped by the bound baryons; the rest
+    # of their gas is stripped into the host's hot halo.
+    sat = (
+        moster_stellar_mass(cat.sub_m200)
+        * feedback_star_factor(cat.sub_m200, cat.a_sn[o], cat.a_agn[o])
+        * 10 ** (STAR_SCATTER_DEX * noise.star_sub)
+    )
+    sat = np.minimum(sat, STAR_MAX_BARYON_FRAC * f_b[o] * dark.sub_mass)
+    stripped = np.bincount(o, weights=f_b[o] * dark.sub_mass - sat, minlength=len(cat.index))
+    f_bgas = bound_gas_fraction(cat.m200, f_star, cat.omega_m, cat.a_sn, cat.a_agn)
+    return {
+        "star_central": f_star * dark.host_mass,
+        "star_sub": sat,
+        "gas_bound": f_bgas * dark.host_mass + stripped,
+        "gas_ejected": (f_b - f_star - f_bgas) * dark.host_mass,
+        "f_star": f_star,
+    }
+
+
+def _clumping(cfg: Simulator, cat: HaloCatalog, noise: BaryonNoise) -> np.ndarray:
+    """Lognormal clumping exp(σ g − σ²/2), g a unit Gaussian field with ~CLUMP_LENGTH
+    correlation; σ = 0.3 (A_SN1 A_AGN1)^0.1 (turbulence stirred by feedback)."""
+    n = cfg.resolution
+    g = _filtered_noise(noise.clump, _clump_filter(n, cfg.box_size / n)[None])
+    sig = (CLUMP_SIGMA * (cat.a_sn * cat.a_agn) ** CLUMP_SIGMA_FB).astype(np.float32)
+    sig = sig[:, None, None]
+    return np.exp(sig * g - 0.5 * sig**2)
+
+
+def paint_target(
+    cfg: Simulator, cat: HaloCatalog, dark: DarkMatter, noise: BaryonNoise
+) -> np.ndarray:
+    """Hydro maps (B, 3, n, n) [dm_hydro, gas, stars] for one draw of the baryonic noise."""
+    n, box = cfg.resolution, cfg.box_size
+    b = len(cat.index)
+    _, edges = annulus_operator(n, box)
+    bar = host_baryons(cat, dark, noise)
+    f_b = cat.f_b
+    r200 = cat.r200
+    R = edges[None]
+    # Hydro DM: (1 − f_b) of the host, its scale radius contracted by the central stars,
+    # renormalised so that the total mass is unchanged (contraction only moves mass in).
+    rs_c = dark.host_rs / (1.0 + CONTRACTION * bar["f_star"] / f_b)
+    rho_c = (1.0 - f_b) * dark.host_mass / tapered_nfw_mass(rs_c, 1.0, r200)
+    dm = paint_centred(
+        tapered_nfw_projected_mass(R, rs_c[:, None], rho_c[:, None], r200[:, None]), n, box
+    )
+    dm += (1.0 - f_b)[:, None, None] * (dark.subs + dark.background)
+    # Gas: bound β-model + ejected Gaussian + smoothed background, then clumping.
+    rc = gas_core_radius(r200, cat.a_sn, cat.a_agn)
+    gas_enc = tapered_beta_projected_mass(
+        R, bar["gas_bound"][:, None], rc[:, None], r200[:, None]
+    ) + gaussian_projected_mass(
+        R, bar["gas_ejected"][:, None], ejection_radius(r200, cat.a_agn)[:, None]
+    )
+    gas = paint_centred(gas_enc, n, box) + dark.background_gas
+    clumped = gas * _clumping(cfg, cat, noise)
+    # Clumping moves gas around; it must not create or destroy it.
+    gas = clumped * (gas.sum(axis=(1, 2)) / clumped.sum(axis=(1, 2)))[:, None, None]
+    # Stars: central Hernquist (exact annuli) + satellites (rings).
+    a = hernquist_scale(r200)
+    stars = paint_centred(
+        hernquist_projected_mass(R, bar["star_central"][:, None], a[:, None]), n, box
+    )
+    a_sub = hernquist_scale(r200_from_m200(cat.sub_m200))[:, None]
+    ring_edges = a_sub * np.concatenate([[0.0], np.geomspace(0.05, STAR_TAIL, SUB_RINGS)])[None]
+    enclosed = hernquist_projected_mass(ring_edges, bar["star_sub"][:, None], a_sub)
+    radii, masses = _ring_quadrature(ring_edges, enclosed, bar["star_sub"])
+    stars += paint_rings(
+        b, n, box, cat.sub_owner, dark.sub_x, dark.sub_y, cat.sub_phi, radii, masses
+    )
+    return np.stack([dm, gas, stars], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_size(cfg: Simulator) -> int:
+    return max(1, min(256, BATCH_PIXELS // _field_size(cfg) ** 2))
+
+
+def simulate(
+    cfg: Simulator,
+    n_maps: int,
+    seed: int,
+    n_realizations: int = 0,
+    *,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Simulate `n_maps` cutouts (one host halo each); see the module docstring.
+
+    Returns condition (N, Cc, n, n), target (N, 3, n, n), params (N, 4), param_names,
+    channel_names, box_size, group (N,) int64, halo_mass (N,), r200 (N,) and, when
+    n_realizations > 0, truth_realizations (N, R, 3, n, n): the target redrawn with the
+    condition fixed. Map i depends only on (seed, i), never on the batch size."""
+    n = cfg.resolution
+    n_cond = 3 if cfg.context_channels else 1
+    bs = batch_size or _batch_size(cfg)
+    out = {
+        "condition": np.empty((n_maps, n_cond, n, n), np.float32),
+        "target": np.empty((n_maps, 3, n, n), np.float32),
+        "params": np.empty((n_maps, 4), np.float32),
+        "halo_mass": np.empty(n_maps, np.float32),
+        "r200": np.empty(n_maps, np.float32),
+    }
+    if n_realizations > 0:
+        out["truth_realizations"] = np.empty((n_maps, n_realizations, 3, n, n), np.float32)
+    for start in range(0, n_maps, bs):
+        sl = slice(start, min(start + bs, n_maps))
+        cat = draw_catalog(cfg, seed, np.arange(sl.start, sl.stop))
+        out["condition"][sl], dark = paint_condition(cfg, cat)
+        out["target"][sl] = paint_target(cfg, cat, dark, draw_baryon_noise(cfg, cat, seed, 1))
+        for r in range(n_realizations):
+            noise = draw_baryon_noise(cfg, cat, seed, 2 + r)
+            out["truth_realizations"][sl, r] = paint_target(cfg, cat, dark, noise)
+        out["params"][sl] = cat.params
+        out["halo_mass"][sl] = cat.m200
+        out["r200"][sl] = cat.r200
+    out["param_names"] = np.array(PARAM_NAMES)
+    out["channel_names"] = np.array(CHANNEL_NAMES)
+    out["box_size"] = np.float32(cfg.box_size)
+    out["group"] = np.arange(n_maps, dtype=np.int64)
+    return out
+
+
+def generate(cfg: Config) -> Path:
+    """The `generate` stage: simulate cfg.simulator.n_maps cutouts with cfg.seed and write
+    raw_dir/synthetic.npz (atomically) and reports_dir/generated_cutouts.png."""
+    from halocm.data.figures import plot_cutouts
+
+    sim = cfg.simulator
+    arrays = simulate(sim, sim.n_maps, cfg.seed, sim.n_truth_realizations)
+    path = save_npz(Path(cfg.paths.raw_dir) / "synthetic.npz", **arrays)
+    if sim.n_figure_maps > 0:
+        plot_cutouts(
+            arrays["condition"],
+            arrays["target"],
+            Path(cfg.paths.reports_dir) / "generated_cutouts.png",
+            CHANNEL_NAMES,
+            sim.n_figure_maps,
+            halo_mass=arrays["halo_mass"],
+            box_size=sim.box_size,
+        )
+    return path
