@@ -210,36 +210,6 @@ def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
 # ---------------------------------------------------------------- the model and the registry
 
 
-class ConsistencyPyfunc:
-    """MLflow pyfunc: {'condition': (N,Cc,H,W), 'params': (N,P)} → sampled maps (N,C,H,W).
-
-    Inference parameters: `n_steps` (default 1) and `seed` (default 0).
-    """
-
-    def load_context(self, context) -> None:
-        from halocm.api import load_model
-
-        self.generator = load_model(context.artifacts["checkpoint"], device="auto")
-
-    def predict(self, context, model_input, params=None):
-        params = params or {}
-        inputs = dict(model_input)
-        maps = self.generator.sample(
-            np.asarray(inputs["condition"], dtype=np.float32),
-            np.asarray(inputs["params"], dtype=np.float32) if "params" in inputs else None,
-            n_steps=int(params.get("n_steps", 1)),
-            seed=int(params.get("seed", 0)),
-        )
-        return maps[:, 0]
-
-
-def _pyfunc_class():
-    """Subclass PythonModel lazily so importing halocm.tracking does not import MLflow."""
-    import mlflow.pyfunc
-
-    return type("HalocmConsistencyModel", (ConsistencyPyfunc, mlflow.pyfunc.PythonModel), {})
-
-
 def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
     """The promotion gate on the consistency model's row at `gate_steps`.
 
@@ -286,7 +256,7 @@ def register(cfg: Config) -> str:
     name = cfg.tracking.model_name
     with stage_run(cfg, "register") as log:
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=_pyfunc_class()(),
+            name="model", python_model=str(Path(__file__).with_name("mlflow_model.py")),
             artifacts={"checkpoint": str(checkpoint)}, signature=signature,
             input_example=example, pip_requirements=_requirements(),
         )

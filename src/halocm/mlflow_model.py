@@ -1,0 +1,32 @@
+"""The MLflow pyfunc model, logged as code ("models from code"), so nothing is pickled.
+
+MLflow copies this file into the logged model and runs it at load time; `set_model` names the
+model object. Input: {'condition': (N, Cc, H, W), 'params': (N, P)} in physical units.
+Output: one sampled map per condition, (N, C, H, W). Inference parameters: `n_steps`, `seed`.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+
+
+class HalocmConsistencyModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        from halocm.api import load_model
+
+        self.generator = load_model(context.artifacts["checkpoint"], device="auto")
+
+    def predict(self, context, model_input, params=None):
+        params = params or {}
+        inputs = dict(model_input)
+        maps = self.generator.sample(
+            np.asarray(inputs["condition"], dtype=np.float32),
+            np.asarray(inputs["params"], dtype=np.float32) if "params" in inputs else None,
+            n_steps=int(params.get("n_steps", 1)),
+            seed=int(params.get("seed", 0)),
+        )
+        return maps[:, 0]
+
+
+mlflow.models.set_model(HalocmConsistencyModel())
