@@ -1,7 +1,7 @@
 """The embedded halo simulator (DESIGN.md §3) and the `generate` stage.
 
 One cutout per host halo, in the spirit of baryonification (Schneider & Teyssier 2015):
-a gravity-only (DMO) map — projected truncated NFW host + subhalos + a lognormal background —
+a gravity-only (DMO) map — projected tapered NFW host + subhalos + a lognormal background —
 and its hydro counterpart [dm_hydro, gas, stars] built from the same matter with the baryons
 redistributed by physically motivated, feedback-dependent recipes.
 
@@ -17,9 +17,11 @@ Mass per pixel is integrated by *differencing analytic enclosed masses*, never b
   ring carried by points on a circle and assigned to the pixel containing each point (NGP).
 
 Either way the map total equals the enclosed mass inside the cutout to rounding, which is what
-the mass-bookkeeping tests check. The condition (DMO map, θ, host, subhalos, background) comes
-from one RNG stream per map, the stochastic baryonic parts (stellar-mass scatter, gas clumping)
-from another, so truth realisations redraw only the latter.
+the mass-bookkeeping tests check. The host sits at the cutout centre (a pixel corner for even
+n). Map i draws from its own generators seeded (seed, i, stream): stream 0 the condition (θ,
+host, subhalos, background), stream 1 the target's stochastic baryons (stellar-mass scatter,
+gas clumping), stream 2 + r those of truth realisation r — so maps do not depend on the batch
+size, and realisations share the condition exactly.
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ GAS_MC_SN, GAS_MC_AGN = 0.3, 0.6  # ... with Mc = Mc0 A_SN1^0.3 A_AGN1^0.6
 GAS_BETA = 0.6
 GAS_CORE = 0.1  # β-model core r_c / R200 at A=1 ...
 GAS_CORE_SN, GAS_CORE_AGN = 0.15, 0.3  # ... growing with feedback
-GAS_EJECT = 1.5  # ejected gas: 2D Gaussian of σ = 1.5 R200 A_AGN1^0.15
-GAS_EJECT_AGN = 0.15
+GAS_EJECT = 1.5  # ejected gas: 2D Gaussian of σ = 1.5 R200 (A_SN1 A_AGN1)^0.15
+GAS_EJECT_FB = 0.15
 GAS_BG_SMOOTH = 0.2  # background gas smoothed by a Gaussian of 0.2 A_AGN1^0.2 Mpc/h
 GAS_BG_SMOOTH_AGN = 0.2
 CLUMP_SIGMA = 0.3  # clumping: lognormal with σ = 0.3 (A_SN1 A_AGN1)^0.1 ...
@@ -90,13 +92,14 @@ BG_AMPLITUDE = 0.5
 BG_SLOPE = -2.5
 
 # --- Numerics.
-# Host annuli are R/40 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
-# mass by area errs by ~0.16 (width/R)² of a pixel's mass, < 1e-4 against 2D quadrature.
-ANNULUS_REL_WIDTH, ANNULUS_MIN_WIDTH, ANNULUS_MAX_WIDTH = 1.0 / 40, 1.0 / 32, 1.0 / 4
+# Host annuli are R/64 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
+# mass by area errs by ~0.16 (width/R)² of a pixel's mass: < 1e-4 against 2D quadrature
+# (more only in the taper's tail beyond 2.5 R200, where the host is < 1e-3 of its peak).
+ANNULUS_REL_WIDTH, ANNULUS_MIN_WIDTH, ANNULUS_MAX_WIDTH = 1.0 / 64, 1.0 / 32, 1.0 / 4
 SUB_RINGS, SUB_ANGLES = 16, 24  # quadrature points per subhalo / satellite
 BATCH_PIXELS = 2**22  # field pixels per batch: bounds memory whatever the resolution
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
-_NEAR_ONE = 1e-3  # x within this of 1: interpolate across the removable singularity
+_NEAR_ONE = 1e-4  # x within this of 1: interpolate across the removable singularity
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +139,7 @@ def _near_one(fn, x):
     """fn(x) with x ≈ 1 replaced by linear interpolation between fn(1 ± ε).
 
     The projected NFW/Hernquist formulas have removable 0/0 singularities at x = 1; across
-    |x − 1| < ε = 1e-3 they are smooth, so the interpolation error is O(ε²) ~ 1e-7."""
+    |x − 1| < ε = 1e-4 they are smooth: interpolation and cancellation errors are both ~1e-8."""
     x = np.asarray(x, float)
     near = np.abs(x - 1.0) < _NEAR_ONE
     if not near.any():
@@ -340,9 +343,10 @@ def gas_core_radius(r200, a_sn, a_agn):
     return GAS_CORE * r200 * np.asarray(a_sn, float) ** GAS_CORE_SN * a_agn**GAS_CORE_AGN
 
 
-def ejection_radius(r200, a_agn):
-    """σ of the ejected gas: 1.5 R200 A_AGN1^0.15 (a few R200, further with stronger AGN)."""
-    return GAS_EJECT * r200 * np.asarray(a_agn, float) ** GAS_EJECT_AGN
+def ejection_radius(r200, a_sn, a_agn):
+    """σ of the ejected gas: 1.5 R200 (A_SN1 A_AGN1)^0.15 (a few R200, further with stronger
+    winds)."""
+    return GAS_EJECT * r200 * (np.asarray(a_sn, float) * np.asarray(a_agn, float)) ** GAS_EJECT_FB
 
 
 def hernquist_scale(r200):
@@ -354,8 +358,9 @@ def nfw_radius_quantile(q, c):
     """3D radius in units of rs holding fraction q of the NFW mass inside c rs: solves
     μ(x) = q μ(c) exactly, x = −1/W0(−exp(−1 − q μ(c))) − 1 (Lambert W)."""
     y = np.asarray(q, float) * nfw_mu(c)
-    w = special.lambertw(-np.exp(-1.0 - y), 0).real
-    return -1.0 / w - 1.0
+    # At y = 0 the argument sits on the branch point −1/e, where rounding can step past it.
+    w = special.lambertw(np.maximum(-np.exp(-1.0 - y), -math.exp(-1.0)), 0).real
+    return np.where(y > 0, -1.0 / np.minimum(w, -1e-300) - 1.0, 0.0)
 
 
 def mean_subhalo_count(m200):
@@ -398,7 +403,7 @@ def disc_rect_area(R, x0, x1, y0, y1):
 
 @functools.lru_cache(maxsize=8)
 def annulus_edges(n: int, box: float) -> np.ndarray:
-    """Annulus edges from 0 to past the cutout corner, widths clip(R/40, h/32, h/4)."""
+    """Annulus edges from 0 to past the cutout corner, widths clip(R/64, h/32, h/4)."""
     h = box / n
     edges = [0.0]
     while edges[-1] < box / math.sqrt(2.0):
@@ -670,12 +675,11 @@ def draw_baryon_noise(cfg: Simulator, cat: HaloCatalog, seed: int, stream: int) 
 
 @dataclasses.dataclass(frozen=True)
 class DarkMatter:
-    """The condition's pieces that the hydro maps reuse (all (B, n, n) maps in Msun/h)."""
+    """The condition's pieces that the hydro maps reuse: per-host (B,) and per-subhalo (S,)
+    numbers, and (B, n, n) maps in Msun/h per pixel."""
 
     host_rs: np.ndarray  # (B,) host scale radius
-    host_r200: np.ndarray  # (B,) host R200 (sets the taper)
     host_mass: np.ndarray  # (B,) host smooth mass, all of it (tapered profile)
-    sub_rt: np.ndarray  # (S,) subhalo truncation radius
     sub_mass: np.ndarray  # (S,) bound subhalo mass
     sub_x: np.ndarray  # (S,) position relative to the cutout centre
     sub_y: np.ndarray
@@ -750,9 +754,7 @@ def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkM
         channels += [_block_mean(_central(field, 2 * n), 2), _block_mean(field, 4)]
     dark = DarkMatter(
         host_rs=rs,
-        host_r200=r200,
         host_mass=tapered_nfw_mass(rs, rho_s, r200),
-        sub_rt=sub["rt"],
         sub_mass=sub["mass"],
         sub_x=sub["x"],
         sub_y=sub["y"],
@@ -830,7 +832,7 @@ def paint_target(
     gas_enc = tapered_beta_projected_mass(
         R, bar["gas_bound"][:, None], rc[:, None], r200[:, None]
     ) + gaussian_projected_mass(
-        R, bar["gas_ejected"][:, None], ejection_radius(r200, cat.a_agn)[:, None]
+        R, bar["gas_ejected"][:, None], ejection_radius(r200, cat.a_sn, cat.a_agn)[:, None]
     )
     gas = paint_centred(gas_enc, n, box) + dark.background_gas
     clumped = gas * _clumping(cfg, cat, noise)
