@@ -22,22 +22,34 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def tracking_uri(cfg: Config) -> str:
+    """Config first, then MLflow's own MLFLOW_TRACKING_URI (containers and cluster jobs point
+    every process at the shared server with it), then the project's SQLite file."""
     if cfg.tracking.tracking_uri:
         return cfg.tracking.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
 def setup(cfg: Config) -> str:
     """Point MLflow at the project's store; create the experiment with its artifact folder."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is None:
-        location = Path(cfg.tracking.artifact_root).resolve().as_uri()
-        exp_id = client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+        # A tracking server stores artifacts itself (--artifacts-destination); a local folder
+        # of this machine would be wrong for every other client.
+        server = uri.startswith(("http://", "https://"))
+        location = None if server else Path(cfg.tracking.artifact_root).resolve().as_uri()
+        try:
+            exp_id = client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+        except MlflowException:  # another worker created it first
+            exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
@@ -138,7 +150,9 @@ def benchmark_metrics(bench: dict) -> dict[str, float]:
 @contextlib.contextmanager
 def stage_run(cfg: Config, stage: str) -> Iterator[StageLog]:
     """One MLflow run per stage, nested under the pipeline run when one is active."""
-    if not cfg.tracking.enabled:
+    from halocm.distributed import is_main_process
+
+    if not cfg.tracking.enabled or not is_main_process():  # torchrun: rank 0 logs
         yield StageLog(None)
         return
     import mlflow

@@ -8,6 +8,7 @@ and progress. What differs between EDM pretraining, CT, iCT, CD and ECT is the o
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from halocm.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_r
 from halocm.config import Config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
+from halocm.distributed import Group, is_main_process, process_group, rank_seed
 from halocm.io import write_json
 from halocm.models import DataShapes, build_network, network_from_checkpoint, update_ema
 from halocm.objectives import EDMObjective, consistency_objective
@@ -104,14 +106,21 @@ def fit(
 
     The checkpoint at `checkpoint_path` holds everything needed to continue bit-for-bit:
     weights, inference EMA, objective networks (e.g. the CT target), optimiser and RNG state.
+    Inside a torch.distributed group each rank trains on its shard of every global batch and
+    only rank 0 validates, logs and writes checkpoints (halocm.distributed).
     """
+    group = Group.current()
+    if group.size > 1:
+        _data_parallel(objective, net)
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = make_optimizer(net.parameters(), settings)
     start = 0
     if resume and checkpoint_path.is_file():
         start = _restore(checkpoint_path, net, ema, objective, optimizer)
+        if group.rank:  # the checkpoint holds rank 0's RNG state only
+            torch.manual_seed(rank_seed(settings.seed + start, group.rank))
     else:
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(rank_seed(settings.seed, group.rank))
 
     def write_checkpoint(step: int) -> None:
         state = {
@@ -128,15 +137,17 @@ def fit(
 
     net.train()
     bar = tqdm(range(start, settings.steps), desc=desc, initial=start, total=settings.steps,
-               mininterval=2.0, dynamic_ncols=True)
+               mininterval=2.0, dynamic_ncols=True, disable=not group.is_main)
     t0, last_good = time.perf_counter(), start
     for step in bar:
-        x0, cond, params = batches.at_step(step)
+        x0, cond, params = group.shard(batches.at_step(step))
         loss = objective.loss(x0, cond, params, step).mean()
+        # Every rank sees the global batch's loss, so all stop together on NaN.
+        global_loss = group.mean(loss)
         # Guard before the update so the weights (and the last checkpoint) stay finite.
-        if not torch.isfinite(loss):
+        if not torch.isfinite(global_loss):
             raise TrainingDiverged(
-                f"{desc}: loss is {loss.item()} at step {step}; last good checkpoint "
+                f"{desc}: loss is {global_loss.item()} at step {step}; last good checkpoint "
                 f"{checkpoint_path} (step {last_good}); lower the learning rate and resume"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -152,20 +163,44 @@ def fit(
         update_ema(ema, net, settings.ema_decay)
 
         done = step + 1
-        metrics = {"loss": loss.item(), "grad_norm": grad_norm.item()}
-        if validate is not None and (done % settings.val_every == 0 or done == settings.steps):
+        metrics = {"loss": global_loss.item(), "grad_norm": grad_norm.item()}
+        due = done % settings.val_every == 0 or done == settings.steps
+        if validate is not None and due and group.is_main:
             metrics.update(validate(ema, done))
             net.train()
-        if log_metrics is not None:
+        if log_metrics is not None and group.is_main:
             log_metrics(metrics, done)
         bar.set_postfix(refresh=False, loss=f"{metrics['loss']:.4f}",
                         it_s=f"{(done - start) / (time.perf_counter() - t0):.1f}")
         if done % settings.checkpoint_every == 0 or done == settings.steps:
-            write_checkpoint(done)
+            if group.is_main:
+                write_checkpoint(done)
             last_good = done
         if on_step is not None:
             on_step(done)
     return ema
+
+
+def _data_parallel(objective, net: nn.Module) -> None:
+    """Send the objective's forward passes through DistributedDataParallel.
+
+    DDP broadcasts rank 0's weights and averages gradients over ranks in `backward`. The
+    objectives call their network as `student` or `denoiser`; the optimiser, the EMA and the
+    checkpoints keep using `net` itself, so the checkpoint format does not change.
+    """
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(net.parameters()).device
+    ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    names = [n for n in ("student", "denoiser") if getattr(objective, n, None) is net]
+    if not names:
+        raise TypeError(f"{type(objective).__name__} has no `student` or `denoiser` network")
+    for name in names:
+        setattr(objective, name, ddp)
+    for module in objective.networks.values():  # e.g. the CT target: rank 0's copy everywhere
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
 
 
 def _restore(path: Path, net, ema, objective, optimizer) -> int:
@@ -223,13 +258,32 @@ def _last_path(final: Path) -> Path:
 
 
 def _finalise(last: Path, final: Path, cfg: Config) -> Path:
-    """Publish the finished run: the last checkpoint becomes the stage output."""
-    ckpt = load_checkpoint(last)
-    save_checkpoint(final, ckpt)
-    write_json(final.with_suffix(".config.json"), cfg.to_dict())
+    """Publish the finished run: the last checkpoint becomes the stage output (rank 0)."""
+    if is_main_process():
+        ckpt = load_checkpoint(last)
+        save_checkpoint(final, ckpt)
+        write_json(final.with_suffix(".config.json"), cfg.to_dict())
     return final
 
 
+def _write_config(final: Path, cfg: Config) -> None:
+    if is_main_process():
+        write_json(final.with_suffix(".config.json"), cfg.to_dict())
+
+
+def _distributed(stage):
+    """Under `torchrun`, run the stage inside the process group (gloo on CPU, NCCL on CUDA,
+    one GPU per process); otherwise call it as is."""
+
+    @functools.wraps(stage)
+    def run(cfg: Config, **kwargs):
+        with process_group(resolve_device(cfg.device)):
+            return stage(cfg, **kwargs)
+
+    return run
+
+
+@_distributed
 def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = None) -> Path:
     """EDM denoising pretraining → models/denoiser.pt (the CD teacher and CT warm start)."""
     device = resolve_device(cfg.device)
@@ -239,7 +293,7 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
     p = cfg.pretrain
     objective = EDMObjective(denoiser, p.p_mean, p.p_std, cfg.diffusion.sigma_data)
     final = denoiser_path(cfg)
-    write_json(final.with_suffix(".config.json"), cfg.to_dict())
+    _write_config(final, cfg)
     fit(
         objective=objective, net=denoiser,
         batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed),
@@ -252,6 +306,7 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
     return _finalise(_last_path(final), final, cfg)
 
 
+@_distributed
 def train(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = None,
           on_step: Callable[[int], None] | None = None) -> Path:
     """Consistency training (`train.mode`: ct, ict, cd, ect) → models/consistency.pt."""
@@ -267,7 +322,7 @@ def train(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = 
         _denoising_warmup(cfg, student, train_data)
     objective = consistency_objective(cfg, student, teacher)
     final = consistency_path(cfg)
-    write_json(final.with_suffix(".config.json"), cfg.to_dict())
+    _write_config(final, cfg)
     fit(
         objective=objective, net=student,
         batches=Batches(*train_data, batch_size=cfg.train.batch_size, seed=cfg.seed),
