@@ -1,0 +1,231 @@
+"""Painting a whole box (DESIGN.md §7): halos per second and full-box P(k), painted vs true.
+
+    python benchmarks/bench_paint.py [--models-dir models] [--n-pixels 512] [--n-halos 400]
+                                     [--steps 1 2] [--teacher-steps N] [--device auto]
+
+Simulates one box-mode box (`halocm.data.box`) with the simulator settings the consistency
+model was trained with, then paints it with the consistency model at each of --steps and with
+the EDM teacher (models/denoiser.pt, Heun at evaluate.teacher_steps unless given), plus the
+no-model baseline (the DMO map times the cosmic fractions everywhere). For each: seconds,
+halos per second (whole painting, and the generator alone), NFE per halo, and per channel the
+full-box P(k) ratio painted/true and r(k) (`halocm.evaluation.metrics`), with their pk_err and
+rk_err summaries (k ≤ k_Nyquist/2). Memory: the traced (NumPy) peak of one 1-step painting
+against what all cutouts at once would take, and the process's peak RSS. A warm-up painting
+of a few halos precedes the timings. Writes benchmarks/results/paint.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from halocm.api import load_model
+from halocm.data.box import simulate_box
+from halocm.evaluation import metrics
+from halocm.io import write_json
+from halocm.painting import paint, paint_with_model
+
+RESULTS = Path(__file__).resolve().parent / "results" / "paint.json"
+
+
+def spectra(painted: np.ndarray, true: np.ndarray, box_size: float, names) -> dict:
+    """Per channel: P_painted/P_true and r(k) on the full box, and pk_err, rk_err."""
+    out = {}
+    for c, name in enumerate(names):
+        d_p, d_t = metrics.overdensity(painted[c]), metrics.overdensity(true[c])
+        _, p_p = metrics.power_spectrum(d_p, box_size)
+        _, p_t = metrics.power_spectrum(d_t, box_size)
+        _, r = metrics.correlation_coefficient(d_p, d_t, box_size)
+        ratio = np.divide(p_p, p_t, out=np.full_like(p_p, np.nan), where=p_t > 0)
+        out[name] = {
+            "pk_err": _finite(metrics.pk_error(painted[c], true[c], box_size)),
+            "rk_err": _finite(metrics.rk_error(painted[c], true[c], box_size)),
+            "pk_ratio": [_finite(v) for v in ratio],
+            "r": [_finite(v) for v in r],
+        }
+    return out
+
+
+def _finite(v) -> float | None:
+    v = float(v)
+    return round(v, 5) if np.isfinite(v) else None
+
+
+def run(gen, box, args, n_steps: int, label: str) -> dict:
+    """One timed painting of the whole box and its scores."""
+    if gen.device.type == "cuda":
+        torch.cuda.synchronize()
+    res = paint_with_model(
+        gen,
+        box.dmo,
+        box.catalog,
+        box_size=box.box_size,
+        n_steps=n_steps,
+        mass_min=args.mass_min,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    row = {
+        "model": label,
+        "steps": n_steps,
+        "nfe_per_halo": gen.nfe(n_steps),
+        "n_painted": res.n_painted,
+        "seconds": round(res.seconds, 3),
+        "sample_seconds": round(res.sample_seconds, 3),
+        "halos_per_s": round(res.halos_per_second, 2),
+        "halos_per_s_generation": round(res.n_painted / res.sample_seconds, 2),
+        "channels": spectra(res.maps, box.hydro, box.box_size, box.channel_names),
+    }
+    ch = row["channels"]
+    print(
+        f"{label:12s} {n_steps:2d} steps: {row['halos_per_s']:8.1f} halos/s  pk_err "
+        + " ".join(f"{k}={v['pk_err']}" for k, v in ch.items()),
+        flush=True,
+    )
+    return row
+
+
+def traced_peak(gen, box, args) -> float:
+    """MiB: NumPy's peak during one 1-step painting (torch's own allocator is not traced)."""
+    tracemalloc.start()
+    try:
+        paint_with_model(
+            gen,
+            box.dmo,
+            box.catalog,
+            box_size=box.box_size,
+            n_steps=1,
+            mass_min=args.mass_min,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--n-pixels", type=int, default=512)
+    parser.add_argument("--n-halos", type=int, default=400)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--teacher-steps", type=int, default=None)
+    parser.add_argument("--mass-min", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    paths = {k: args.models_dir / f"{k}.pt" for k in ("consistency", "denoiser")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        sys.exit(f"bench_paint: missing {missing}: run the pipeline (dvc repro) first")
+    student = load_model(paths["consistency"], device=args.device)
+    teacher = load_model(paths["denoiser"], device=args.device)
+    cfg = student.config
+    args.mass_min = cfg.paint.mass_min if args.mass_min is None else args.mass_min
+    args.batch_size = cfg.paint.batch_size if args.batch_size is None else args.batch_size
+    teacher_steps = args.teacher_steps or cfg.evaluate.teacher_steps
+
+    t0 = time.perf_counter()
+    box = simulate_box(cfg.simulator, n_pixels=args.n_pixels, n_halos=args.n_halos, seed=args.seed)
+    box_seconds = time.perf_counter() - t0
+    n_painted = int((box.catalog["m200"] >= args.mass_min).sum())
+    print(
+        f"box: {args.n_pixels}² px, L = {box.box_size:g} Mpc/h, {args.n_halos} halos, "
+        f"{n_painted} ≥ {args.mass_min:.3g} ({box_seconds:.1f} s)",
+        flush=True,
+    )
+
+    # Warm-up on a few painted halos: kernels, allocator, cached operators.
+    few = box.catalog[box.catalog["m200"] >= args.mass_min].iloc[:16]
+    for gen, steps in ((student, max(args.steps)), (teacher, teacher_steps)):
+        paint_with_model(
+            gen,
+            box.dmo,
+            few,
+            box_size=box.box_size,
+            n_steps=steps,
+            mass_min=args.mass_min,
+            batch_size=args.batch_size,
+        )
+
+    rows = [run(student, box, args, s, "consistency") for s in args.steps]
+    rows.append(run(teacher, box, args, teacher_steps, "teacher"))
+    teacher_rate = rows[-1]["halos_per_s"]
+    baseline = paint(
+        box.dmo,
+        box.catalog,
+        None,
+        box_size=box.box_size,
+        cutout_pixels=student.shapes.resolution,
+        cutout_size=student.stats.box_size,
+        mass_min=np.inf,
+        batch_size=1,
+        channel_names=box.channel_names,
+    )
+    k, _ = metrics.power_spectrum(metrics.overdensity(box.dmo), box.box_size)
+    n = student.shapes.resolution
+    result = {
+        "benchmark": "paint",
+        "box": {
+            "n_pixels": args.n_pixels,
+            "box_size": box.box_size,
+            "n_halos": args.n_halos,
+            "n_painted": n_painted,
+            "mass_min": args.mass_min,
+            "params": box.params,
+            "seed": args.seed,
+            "simulate_seconds": round(box_seconds, 2),
+        },
+        "cutout": {"pixels": n, "size": student.stats.box_size},
+        "batch_size": args.batch_size,
+        "k": [round(float(v), 5) for v in k],
+        "runs": rows,
+        "speedup_vs_teacher": {
+            str(r["steps"]): round(r["halos_per_s"] / teacher_rate, 2)
+            for r in rows
+            if r["model"] == "consistency"
+        },
+        "background_only": spectra(baseline.maps, box.hydro, box.box_size, box.channel_names),
+        "memory": {
+            "paint_traced_peak_mb": round(traced_peak(student, box, args), 2),
+            "all_cutouts_mb": round(
+                n_painted * (student.shapes.cond_channels + 3) * n * n * 4 / 2**20, 2
+            ),
+            "box_maps_mb": round(4 * args.n_pixels**2 * 8 / 2**20, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
+        "machine": {
+            "device": str(student.device),
+            "gpu": torch.cuda.get_device_name() if student.device.type == "cuda" else None,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "processor": platform.processor() or platform.machine(),
+        },
+    }
+    write_json(args.out, result)
+    print(
+        f"speed-up over the teacher: {result['speedup_vs_teacher']}; memory "
+        f"{result['memory']} → {args.out}"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Box mode of the halo simulator (DESIGN.md §3, §7): a whole periodic box to paint and score.
+
+One projected slab of side L = N h (h the cutout simulator's pixel side) holds many host halos
+under one cosmology and feedback θ:
+
+- DMO map: a periodic lognormal background with the cutout simulator's spectrum
+  P_g(k) = 0.5 σ8² k^−2.5, plus every host (tapered NFW + subhalos) painted by
+  `synthetic.paint_condition` on a stamp around it and added with periodic wrap;
+- hydro maps [dm_hydro, gas, stars]: (1 − f_b) of the background + each host's
+  `synthetic.paint_target` hydro DM; the smoothed background gas + each host's bound and
+  ejected gas, all of it clumped by one box-wide lognormal field (the same σ and correlation
+  length as the cutouts' clumping); the hosts' centrals and satellites for the stars;
+- catalogue: x, y [Mpc/h], m200 [Msun/h] and the θ columns (the same on every row).
+
+Host masses follow dN/dM ∝ M^−α (α = 1.9 by default, the low-mass slope of the halo mass
+function) on [10^log_mass_min, 10^log_mass_max]; positions are uniform on the lattice of
+pixel corners. The lattice is deliberate: the cutout simulator centres every host on a pixel
+corner (even n), so a cutout cut around a lattice halo is centred exactly as in training and
+the painting error measures the model, not a sub-pixel offset.
+
+Each host is painted on a stamp `stamp_factor` × the cutout side (default 2: the DM taper
+ends at 3 R200 ≤ 3.3 Mpc/h); what falls off the stamp (the far tail of the ejected gas) is
+dropped, as it is off a training cutout. Randomness: the box (θ, positions, masses,
+background, clumping) draws from (seed, 0, BOX_STREAM); host i's concentration and subhalos
+from (seed, i, HOST_STREAM) and its stellar scatter from synthetic's stream (seed, i, 1), so
+host i is the same whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from halocm.config import Simulator
+from halocm.data import synthetic as S
+from halocm.io import atomic_path, save_npz, write_text
+
+BOX_STREAM = 1000
+HOST_STREAM = 1001
+MASS_SLOPE = 1.9  # dN/dM ∝ M^-1.9: the halo mass function's slope well below M*
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A simulated box: DMO map (N, N), true hydro maps (3, N, N) in Msun/h per pixel (rows
+    are y), its host catalogue and θ."""
+
+    dmo: np.ndarray
+    hydro: np.ndarray
+    catalog: pd.DataFrame
+    box_size: float
+    params: dict[str, float]
+    channel_names: tuple[str, ...] = S.CHANNEL_NAMES
+
+
+def draw_params(rng: np.random.Generator) -> dict[str, float]:
+    """θ from the cutout simulator's ranges: Ωm, σ8 uniform, A_SN1, A_AGN1 log-uniform."""
+    lo, hi = np.log(S.FEEDBACK_RANGE)
+    return {
+        "Omega_m": float(rng.uniform(*S.OMEGA_M_RANGE)),
+        "sigma_8": float(rng.uniform(*S.SIGMA_8_RANGE)),
+        "A_SN1": float(np.exp(rng.uniform(lo, hi))),
+        "A_AGN1": float(np.exp(rng.uniform(lo, hi))),
+    }
+
+
+def power_law_masses(
+    rng: np.random.Generator, n: int, m_min: float, m_max: float, slope: float = MASS_SLOPE
+) -> np.ndarray:
+    """n masses from dN/dM ∝ M^−slope on [m_min, m_max] by inverse CDF (slope ≠ 1):
+    M = [m_min^−e − u (m_min^−e − m_max^−e)]^(−1/e), e = slope − 1."""
+    e = slope - 1.0
+    lo, hi = m_min**-e, m_max**-e
+    return (lo - rng.uniform(size=n) * (lo - hi)) ** (-1.0 / e)
+
+
+def _host_draws(seed: int, index: int, m200: float) -> tuple[float, tuple[np.ndarray, ...]]:
+    """Concentration and subhalos of host `index`: the recipe of `synthetic.draw_catalog`
+    (Duffy c200 with 0.11 dex scatter; Poisson subhalo count, dN/dm ∝ m^−1.9 on
+    [1e11, 0.1 M]; NFW-quantile radius, isotropic line of sight, uniform position angle)."""
+    rng = np.random.default_rng([seed, index, HOST_STREAM])
+    c200 = S.duffy_concentration(m200) * 10 ** (S.CONC_SCATTER_DEX * rng.standard_normal())
+    n_sub = rng.poisson(S.mean_subhalo_count(m200))
+    m_sub = power_law_masses(rng, n_sub, S.SUB_MASS_MIN, S.SUB_MASS_MAX_FRAC * m200, S.SUB_SLOPE)
+    c_sub = S.duffy_concentration(m_sub) * 10 ** (S.CONC_SCATTER_DEX * rng.standard_normal(n_sub))
+    geo = rng.uniform(size=(3, n_sub))
+    return float(c200), (m_sub, c_sub, geo[0], 2.0 * geo[1] - 1.0, 2.0 * np.pi * geo[2])
+
+
+def host_catalog(
+    seed: int, index: np.ndarray, m200: np.ndarray, theta: dict[str, float], stamp: int
+) -> S.HaloCatalog:
+    """A `synthetic.HaloCatalog` for hosts `index` under the box's θ; its background noise is
+    zero (the box has one background of its own, added once)."""
+    b = len(index)
+    draws = [_host_draws(seed, int(i), float(m)) for i, m in zip(index, m200, strict=True)]
+    c200 = [d[0] for d in draws]
+    subs = [d[1] for d in draws]
+    flat = [np.concatenate([s[j] for s in subs]) for j in range(5)]
+    owner = np.repeat(np.arange(b), [len(s[0]) for s in subs])
+    full = {
+        k: np.full(b, theta[name])
+        for k, name in zip(("omega_m", "sigma_8", "a_sn", "a_agn"), S.PARAM_NAMES, strict=True)
+    }
+    return S.HaloCatalog(
+        np.asarray(index),
+        **full,
+        m200=np.asarray(m200, float),
+        c200=np.array(c200),
+        sub_owner=owner,
+        sub_m200=flat[0],
+        sub_c200=flat[1],
+        sub_q=flat[2],
+        sub_mu=flat[3],
+        sub_phi=flat[4],
+        bg_noise=np.zeros((b, stamp, stamp), np.float32),
+    )
+
+
+def paint_hosts(stamp_cfg: Simulator, cat: S.HaloCatalog, seed: int) -> np.ndarray:
+    """Stamps (B, 4, s, s) of the hosts alone, [dmo, dm_hydro, gas, stars], unclumped."""
+    cond, dark = S.paint_condition(stamp_cfg, cat)
+    # The zero-noise background is uniform; take it off (the box adds its own once).
+    dmo = cond[:, 0] - dark.background
+    zero = np.zeros_like(dark.background)
+    dark = dataclasses.replace(dark, background=zero, background_gas=zero)
+    noise = S.draw_baryon_noise(stamp_cfg, cat, seed, 1)
+    # Zero clumping noise makes the clumping a constant that the renormalisation undoes: the
+    # box clumps all its gas with one field instead.
+    noise = dataclasses.replace(noise, clump=np.zeros_like(noise.clump))
+    hydro = S.paint_target(stamp_cfg, cat, dark, noise)
+    return np.concatenate([dmo[:, None], hydro], axis=1)
+
+
+def _background(cfg: Simulator, theta: dict[str, float], noise: np.ndarray):
+    """Periodic lognormal DMO background (N, N) and its smoothed gas, via the cutout
+    simulator's `_background` on a one-row catalogue whose noise is the whole box."""
+    one = {
+        k: np.array([theta[name]])
+        for k, name in zip(("omega_m", "sigma_8", "a_sn", "a_agn"), S.PARAM_NAMES, strict=True)
+    }
+    empty = np.zeros(0)
+    cat = S.HaloCatalog(
+        np.zeros(1, int),
+        **one,
+        m200=np.ones(1),
+        c200=np.ones(1),
+        sub_owner=np.zeros(0, int),
+        sub_m200=empty,
+        sub_c200=empty,
+        sub_q=empty,
+        sub_mu=empty,
+        sub_phi=empty,
+        bg_noise=noise[None],
+    )
+    field, gas = S._background(cfg, cat)
+    return field[0].astype(np.float64), gas[0].astype(np.float64)
+
+
+def _clump(gas: np.ndarray, theta: dict[str, float], noise: np.ndarray, h: float):
+    """Box-wide lognormal clumping exp(σ g − σ²/2), σ = 0.3 (A_SN1 A_AGN1)^0.1, g a unit
+    Gaussian field correlated over CLUMP_LENGTH; the total gas is kept exactly."""
+    n = gas.shape[-1]
+    g = S._filtered_noise(noise[None], S._clump_filter(n, h)[None])[0]
+    sig = S.CLUMP_SIGMA * (theta["A_SN1"] * theta["A_AGN1"]) ** S.CLUMP_SIGMA_FB
+    clumped = gas * np.exp(sig * g - 0.5 * sig**2)
+    return clumped * (gas.sum() / clumped.sum())
+
+
+def _add_periodic(out: np.ndarray, stamp: np.ndarray, iy: int, ix: int) -> None:
+    """out[..., iy + j mod N, ix + i mod N] += stamp[..., j, i] (stamp side ≤ N)."""
+    n_box, s = out.shape[-1], stamp.shape[-1]
+    rows = (iy + np.arange(s)) % n_box
+    cols = (ix + np.arange(s)) % n_box
+    out[..., rows[:, None], cols[None, :]] += stamp
+
+
+def simulate_box(
+    cfg: Simulator,
+    *,
+    n_pixels: int,
+    n_halos: int,
+    seed: int,
+    params: dict[str, float] | None = None,
+    log_mass_min: float | None = None,
+    log_mass_max: float | None = None,
+    mass_slope: float = MASS_SLOPE,
+    stamp_factor: int = 2,
+    batch_size: int = 64,
+) -> Box:
+    """A periodic box of n_pixels² pixels of the cutout simulator's side h = box_size /
+    resolution, with n_halos hosts (module docstring). θ is drawn unless `params` gives it;
+    the mass range defaults to the cutout simulator's."""
+    n = cfg.resolution
+    if n_pixels < n:
+        raise ValueError(f"box of {n_pixels} pixels is smaller than one cutout ({n})")
+    h = cfg.box_size / n
+    rng = np.random.default_rng([seed, 0, BOX_STREAM])
+    theta = draw_params(rng) if params is None else {k: float(params[k]) for k in S.PARAM_NAMES}
+    m_lo = 10 ** (cfg.log_mass_min if log_mass_min is None else log_mass_min)
+    m_hi = 10 ** (cfg.log_mass_max if log_mass_max is None else log_mass_max)
+    m200 = power_law_masses(rng, n_halos, m_lo, m_hi, mass_slope)
+    corner = rng.integers(0, n_pixels, size=(n_halos, 2))  # (ix, iy) pixel corners
+    bg_noise = rng.standard_normal((n_pixels, n_pixels), dtype=np.float32)
+    clump_noise = rng.standard_normal((n_pixels, n_pixels), dtype=np.float32)
+
+    # Stamps are even-sided so that the host sits on a pixel corner, as in the cutouts.
+    stamp = min(stamp_factor * n, n_pixels - n_pixels % 2)
+    stamp_cfg = cfg.model_copy(
+        update={"resolution": stamp, "box_size": stamp * h, "context_channels": False}
+    )
+    maps = np.zeros((4, n_pixels, n_pixels))  # [dmo, dm_hydro, gas, stars]
+    for lo in range(0, n_halos, batch_size):
+        idx = np.arange(lo, min(lo + batch_size, n_halos))
+        stamps = paint_hosts(stamp_cfg, host_catalog(seed, idx, m200[idx], theta, stamp), seed)
+        for j, i in enumerate(idx):
+            ix, iy = corner[i]
+            _add_periodic(maps, stamps[j], iy - stamp // 2, ix - stamp // 2)
+
+    field, field_gas = _background(cfg, theta, bg_noise)
+    f_b = S.OMEGA_B / theta["Omega_m"]
+    maps[0] += field
+    maps[1] += (1.0 - f_b) * field
+    maps[2] = _clump(maps[2] + field_gas, theta, clump_noise, h)
+    catalog = pd.DataFrame({"x": corner[:, 0] * h, "y": corner[:, 1] * h, "m200": m200})
+    for name in S.PARAM_NAMES:
+        catalog[name] = theta[name]
+    return Box(
+        dmo=maps[0].astype(np.float32),
+        hydro=maps[1:].astype(np.float32),
+        catalog=catalog,
+        box_size=n_pixels * h,
+        params=theta,
+    )
+
+
+def write_box(box: Box, directory: str | Path) -> dict[str, Path]:
+    """dmo.npy, halos.csv and truth.npz (hydro, channel_names, box_size) in `directory`,
+    each written atomically: the inputs of `halocm paint` and the truth to score it."""
+    directory = Path(directory)
+    with atomic_path(directory / "dmo.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, box.dmo)
+    paths = {
+        "dmo": directory / "dmo.npy",
+        "halos": write_text(directory / "halos.csv", box.catalog.to_csv(index=False)),
+        "truth": save_npz(
+            directory / "truth.npz",
+            hydro=box.hydro,
+            channel_names=np.array(box.channel_names),
+            box_size=np.float64(box.box_size),
+        ),
+    }
+    return paths
