@@ -1,7 +1,8 @@
 """Prefect flow: the halocm pipeline, one task per stage (thin: stages live in halocm.pipeline).
 
 Run once (no server needed):  python flows/pipeline.py [--params params.yaml] [--set k=v ...]
-A stage whose params, input files and code are unchanged is a cache hit and is skipped.
+A stage whose params, input files and code are unchanged, and whose outputs are still the ones
+it wrote, is a cache hit and is skipped; the log says `stage NAME: cached` or `stage NAME: ran`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from halocm.config import load_config
-from halocm.pipeline import ORDER, fingerprint, run_stage
+from halocm.pipeline import ORDER, fingerprint, output_digests, run_stage
 from halocm.tracking import pipeline_run
 
 
@@ -32,16 +33,37 @@ def _retry_on_io_error(task, task_run, state) -> bool:
 def _stage_cache_key(context, parameters) -> str | None:
     cfg = load_config(parameters["params"], parameters["overrides"])
     key = fingerprint(cfg, parameters["name"])
-    # None → no cache: an input is missing or an output was deleted, so the stage must run.
+    # None → no cache: an input is missing (the stage will fail and say which).
     return None if key is None else f"halocm-{parameters['name']}-{key}"
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error,
       cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{name}")
-def stage(name: str, params: str, overrides: list[str]) -> list[str]:
-    """Run one stage; the result is the list of output paths."""
+def stage(name: str, params: str, overrides: list[str]) -> dict[str, str]:
+    """Run one stage; the result maps each output path to its sha256 (checked on a cache hit)."""
     cfg = load_config(params, overrides)
-    return [str(p) for p in run_stage(cfg, name)]
+    run_stage(cfg, name)
+    digests = output_digests(cfg, name)
+    if digests is None:
+        raise RuntimeError(f"stage {name} did not write all of its outputs")  # no retry
+    return digests
+
+
+def run_cached(name: str, params: str, overrides: list[str]) -> tuple[dict[str, str], bool]:
+    """Run a stage unless its cached result is valid; returns (output digests, cached).
+
+    The cache key covers params, input files and code, not the outputs (it is computed before
+    the stage runs), so a hit is only taken when the outputs on disk are still the ones the
+    cached run wrote. Otherwise the stage reruns with refresh_cache, which also replaces the
+    stale cache record.
+    """
+    on_disk = output_digests(load_config(params, overrides), name)
+    if on_disk is not None:
+        state = stage(name, params, overrides, return_state=True)
+        result = state.result()  # raises when the stage failed
+        if state.name != "Cached" or result == on_disk:
+            return result, state.name == "Cached"
+    return stage.with_options(refresh_cache=True)(name, params, overrides), False
 
 
 @task(cache_policy=NO_CACHE)
@@ -62,17 +84,23 @@ def publish_benchmark(metrics_dir: str, reports_dir: str) -> None:
 
 @flow(name="halocm-pipeline", log_prints=True)
 def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """generate → prepare → pretrain → train → evaluate → register."""
+    """generate → prepare → pretrain → train → evaluate → register.
+
+    Returns {"outputs": {stage: [paths]}, "ran": [stages], "cached": [stages]}.
+    """
     overrides = list(overrides or [])
     cfg = load_config(params, overrides)
-    outputs = {}
+    outputs, ran, cached = {}, [], []
     with pipeline_run(cfg, "pipeline"):
         for name in ORDER:
             if name == "pretrain" and not cfg.pretrain.enabled:
                 continue
-            outputs[name] = stage(name, params, overrides)
+            digests, hit = run_cached(name, params, overrides)
+            outputs[name] = list(digests)
+            (cached if hit else ran).append(name)
+            print(f"stage {name}: {'cached' if hit else 'ran'}")
         publish_benchmark(str(cfg.paths.metrics_dir), str(cfg.paths.reports_dir))
-    return outputs
+    return {"outputs": outputs, "ran": ran, "cached": cached}
 
 
 if __name__ == "__main__":

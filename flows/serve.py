@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from prefect import serve
+from prefect.schedules import Cron
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -21,10 +22,11 @@ from tune import tune_flow
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cron", default="0 2 * * *", help="pipeline schedule (server time)")
+    parser.add_argument("--cron", default="0 2 * * *", help="pipeline schedule (UTC)")
     parser.add_argument("--params", default="params.yaml")
     a = parser.parse_args()
     serve(
-        pipeline.to_deployment(name="nightly", cron=a.cron, parameters={"params": a.params}),
+        pipeline.to_deployment(name="nightly", schedule=Cron(a.cron, timezone="UTC"),
+                               parameters={"params": a.params}),
         tune_flow.to_deployment(name="on-demand", parameters={"params": a.params}),
     )

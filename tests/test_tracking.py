@@ -111,4 +111,7 @@ def test_gate_reads_the_configured_row():
     row["channels"]["stars"]["pk_err"] = 0.9
     passes, _, reason = gate(cfg, {"results": [row]})
     assert not passes and "stars" in reason
+    row["channels"]["stars"]["pk_err"] = None  # non-finite in the benchmark
+    passes, score, _ = gate(cfg, {"results": [row]})
+    assert not passes and score == float("inf")
     assert gate(cfg, {"results": []})[0] is False

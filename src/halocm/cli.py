@@ -114,6 +114,9 @@ def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     """The whole pipeline with DVC (`dvc repro` under one MLflow parent run), then a summary."""
     from halocm.pipeline import reproduce, summary
 
+    if params != PARAMS_DEFAULT or set_:
+        raise UsageError("the DVC pipeline reads params.yaml: edit it, or use "
+                         "`dvc exp run -S key=value` for a one-off change")
     if not reproduce():
         typer.echo("pipeline up to date: nothing to rerun")
     typer.echo(summary(_config(params, set_)))

@@ -44,7 +44,7 @@ STAGES: dict[str, Stage] = {
         outs=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"],
     ),
     "prepare": Stage(
-        params=("data",), deps=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"]
+        params=("seed", "data"), deps=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"]
         if cfg.data.source == "synthetic" else [Path(cfg.data.path)],
         outs=_processed,
     ),
@@ -60,7 +60,8 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage(
         params=("seed", "device", "evaluate", "sample"),
         deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt", "consistency.pt"),
-        outs=lambda cfg: [cfg.paths.metrics_dir / "benchmark.json"],
+        outs=lambda cfg: [cfg.paths.metrics_dir / "benchmark.json",
+                          cfg.paths.metrics_dir / "headline.json"],
     ),
     "register": Stage(
         params=("tracking",),
@@ -84,8 +85,8 @@ def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
         if name == "generate":
             from halocm.data.synthetic import generate
 
-            log.artifact(cfg.paths.reports_dir / "generated_cutouts.png")
             generate(cfg)
+            log.artifact(cfg.paths.reports_dir / "generated_cutouts.png")
         elif name == "prepare":
             from halocm.data.prepare import prepare
 
@@ -102,7 +103,7 @@ def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
         elif name == "evaluate":
             from halocm.evaluation.benchmark import evaluate
 
-            log.benchmark(evaluate(cfg))
+            log.benchmark(evaluate(cfg), cfg.paths.reports_dir)
         else:
             raise ValueError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
     return STAGES[name].outs(cfg)
@@ -115,10 +116,15 @@ def _select(d: dict, key: str):
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -132,11 +138,16 @@ def source_digest() -> str:
 
 
 def fingerprint(cfg: Config, name: str) -> str | None:
-    """Hash of the stage's params, input files and code; None when an input is missing or an
-    output is gone (then the stage must run)."""
+    """Hash of the stage's params, input files and code (what DVC compares in dvc.lock);
+    None when an input is missing (the stage cannot have a valid cached result).
+
+    Outputs are not part of the key: it is computed before the stage runs, and the result is
+    stored under it. Whether the outputs on disk are still the cached ones is checked with
+    `output_digests` against the digests the cached result recorded.
+    """
     stage = STAGES[name]
-    deps, outs = stage.deps(cfg), stage.outs(cfg)
-    if not all(p.is_file() for p in deps + outs):
+    deps = stage.deps(cfg)
+    if not all(p.exists() for p in deps):  # a directory for data.source camels_cmd
         return None
     raw = cfg.to_dict()
     payload = {
@@ -146,6 +157,14 @@ def fingerprint(cfg: Config, name: str) -> str | None:
         "code": source_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def output_digests(cfg: Config, name: str) -> dict[str, str] | None:
+    """Path → sha256 of each output of the stage; None when one is missing."""
+    outs = STAGES[name].outs(cfg)
+    if not all(p.is_file() for p in outs):
+        return None
+    return {str(p): file_digest(p) for p in outs}
 
 
 def reproduce() -> bool:

@@ -114,7 +114,7 @@ class StageLog:
 
             mlflow.MlflowClient().log_artifact(self.run_id, str(path), folder)
 
-    def benchmark(self, benchmark_json: Path) -> None:
+    def benchmark(self, benchmark_json: Path, reports_dir: Path) -> None:
         """The benchmark's numbers as metrics, its report and plots as artifacts."""
         if self.run_id is None:
             return
@@ -123,8 +123,8 @@ class StageLog:
         self.metrics(benchmark_metrics(json.loads(Path(benchmark_json).read_text())), 0)
         self.flush()
         self.artifact(benchmark_json)
-        report_dir = Path(benchmark_json).parent.parent / "reports"
-        for path in sorted(report_dir.glob("benchmark*")) + sorted(report_dir.glob("*.png")):
+        reports = Path(reports_dir)
+        for path in sorted(reports.glob("benchmark*")) + sorted(reports.glob("*.png")):
             mlflow.MlflowClient().log_artifact(self.run_id, str(path), "reports")
 
 
@@ -235,12 +235,16 @@ def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
     if not rows:
         return False, float("inf"), f"no consistency row at {t.gate_steps} steps"
     channels = rows[0]["channels"]
+    # A non-finite value is written as null in the benchmark: it fails the gate.
+    finite = {n: m["pk_err"] is not None and m["rk_err"] is not None for n, m in channels.items()}
     failures = [
-        f"{name}: pk_err {m['pk_err']:.3f}, rk_err {m['rk_err']:.3f}"
+        f"{name}: pk_err {m['pk_err']}, rk_err {m['rk_err']}"
         for name, m in channels.items()
-        if not (m["pk_err"] <= t.gate_max_pk_err and m["rk_err"] <= t.gate_max_rk_err)
+        if not (finite[name] and m["pk_err"] <= t.gate_max_pk_err
+                and m["rk_err"] <= t.gate_max_rk_err)
     ]
-    score = float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
+    score = (float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
+             if all(finite.values()) else float("inf"))
     if failures:
         return False, score, "above the gate: " + "; ".join(failures)
     return True, score, "within the gate"
@@ -256,16 +260,22 @@ def register(cfg: Config) -> str:
     from mlflow.models import infer_signature
 
     from halocm.api import load_model
+    from halocm.io import write_json
     from halocm.training import consistency_path
 
-    bench_path = cfg.paths.metrics_dir / "benchmark.json"
-    bench = json.loads(bench_path.read_text())
+    bench = json.loads((cfg.paths.metrics_dir / "benchmark.json").read_text())
+    passes, score, reason = gate(cfg, bench)
+    result = {"model": cfg.tracking.model_name, "version": None, "alias": None,
+              "gate_passed": passes, "gate_score": score, "gate": reason,
+              "previous_champion_score": None}
+    if not cfg.tracking.enabled:
+        write_json(cfg.paths.metrics_dir / "registry.json", result)
+        return f"tracking disabled: nothing registered (gate: {reason})"
     checkpoint = consistency_path(cfg)
     gen = load_model(checkpoint, device="cpu")
     example = _input_example(cfg, gen)
     output = gen.sample(example["condition"], example.get("params"), seed=0)[:, 0]
     signature = infer_signature(example, output, params={"n_steps": 1, "seed": 0})
-    passes, score, reason = gate(cfg, bench)
 
     name = cfg.tracking.model_name
     with stage_run(cfg, "register") as log:
@@ -282,11 +292,7 @@ def register(cfg: Config) -> str:
     champion = _champion_score(client, name)
     alias = CHAMPION if passes and (champion is None or score < champion) else CHALLENGER
     client.set_registered_model_alias(name, alias, version.version)
-    result = {"model": name, "version": int(version.version), "alias": alias,
-              "gate_passed": passes, "gate_score": score, "gate": reason,
-              "previous_champion_score": champion}
-    from halocm.io import write_json
-
+    result.update(version=int(version.version), alias=alias, previous_champion_score=champion)
     write_json(cfg.paths.metrics_dir / "registry.json", result)
     return (f"registered {name} version {version.version} as @{alias} "
             f"(score {score:.4f}; {reason})")

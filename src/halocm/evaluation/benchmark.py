@@ -167,8 +167,24 @@ def evaluate(cfg: Config) -> Path:
         "baseline_fractions": fractions.tolist(),
     }
     out = write_json(cfg.paths.metrics_dir / "benchmark.json", result)
+    write_json(cfg.paths.metrics_dir / "headline.json", headline(result))
     write_report(cfg.paths.reports_dir / "benchmark.md", result)
     write_plots(cfg, result, test, examples)
+    return out
+
+
+def headline(bench: dict) -> dict[str, dict[str, float]]:
+    """Per benchmark row (`{sampler}_{steps}`, as in the MLflow metric names): channel-mean
+    pk_err and rk_err and ms per map. Flat numbers for `dvc metrics show` / `dvc exp show`,
+    which skip the lists that benchmark.json is made of."""
+    out = {}
+    for row in bench["results"]:
+        entry = {"ms_per_map": float(row["ms_per_map"])}
+        for metric in ("pk_err", "rk_err"):
+            values = [ch.get(metric) for ch in row["channels"].values()]
+            if values and all(isinstance(v, int | float) for v in values):
+                entry[metric] = float(sum(values) / len(values))
+        out[f"{row['sampler']}_{row['steps']}"] = entry
     return out
 
 

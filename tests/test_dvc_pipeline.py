@@ -1,0 +1,240 @@
+"""DVC for real: the project's dvc.yaml in a temporary Git repository with a tiny params.yaml,
+reproduced with the `dvc` and `halocm` commands (telemetry off, MLflow on a local SQLite file).
+
+The tests share one repository and run in file order; each leaves it reproduced (up to date),
+so any one of them also runs alone after the module fixture's first `dvc repro`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from conftest import TINY_PARAMS
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ORDER = ["generate", "prepare", "pretrain", "train", "evaluate", "register"]
+ENV = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "OMP_NUM_THREADS": "1",
+    "GIT_AUTHOR_NAME": "halocm-test",
+    "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "halocm-test",
+    "GIT_COMMITTER_EMAIL": "test@localhost",
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _run(repo: Path, *cmd: str, timeout: float = 300) -> str:
+    """Run a command in the repository; stdout and stderr together (DVC logs to both)."""
+    env = {**os.environ, **ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("HALOCM_MLFLOW_PARENT_RUN_ID", None)
+    proc = subprocess.run(
+        list(cmd),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}"
+    return output
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def _state(repo: Path) -> dict[str, int]:
+    """mtime of dvc.lock and of every file under the stages' output folders."""
+    files = [repo / "dvc.lock"]
+    for folder in ("data", "models", "metrics", "reports"):
+        files += [p for p in (repo / folder).rglob("*") if p.is_file()]
+    return {str(p.relative_to(repo)): p.stat().st_mtime_ns for p in files}
+
+
+def _set_param(repo: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _mlflow_runs(repo: Path) -> list:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo.parent / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("halocm")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+@pytest.fixture(scope="module")
+def first_repro(tmp_path_factory):
+    """(repository, output, seconds) of the first `dvc repro` in a Git + DVC repository with
+    the project's dvc.yaml, its code (the stage deps) and a tiny params.yaml. The results are
+    then committed, as DVC suggests."""
+    tmp = tmp_path_factory.mktemp("dvc")
+    repo = tmp / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(
+        ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    # The real params.yaml (every section the stages list) with the tiny test sizes; MLflow
+    # in a migrated SQLite copy next to the repository, so it is no part of the workspace.
+    store = tmp / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_PARAMS)
+    params["tracking"].update(
+        enabled=True, tracking_uri=f"sqlite:///{store}", artifact_root=str(tmp / "mlartifacts")
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, "git", "init", "-q")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "pipeline")
+
+    start = time.perf_counter()
+    output = _run(repo, "dvc", "repro", timeout=600)
+    elapsed = time.perf_counter() - start
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "first repro")
+    yield repo, output, elapsed
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def repo(first_repro) -> Path:
+    return first_repro[0]
+
+
+def test_first_repro_runs_every_stage_and_writes_the_outputs(repo, first_repro):
+    _, output, elapsed = first_repro
+    assert _ran(output) == ORDER
+    for path in [
+        "data/raw/synthetic.npz",
+        "data/processed/train.npz",
+        "data/processed/norm_stats.json",
+        "models/denoiser.pt",
+        "models/consistency.pt",
+        "metrics/benchmark.json",
+        "metrics/headline.json",
+        "metrics/registry.json",
+        "metrics/pk_ratio.csv",
+        "reports/benchmark.md",
+        "reports/pk_ratio.png",
+        "reports/generated_cutouts.png",
+    ]:
+        assert (repo / path).is_file(), path
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert list(lock["stages"]) == ORDER
+    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["ema_decay"] == 0.999
+    # Cached outputs are in DVC's cache and ignored by Git; the uncached ones are Git's.
+    assert "/consistency.pt" in (repo / "models/.gitignore").read_text()
+    registry = json.loads((repo / "metrics/registry.json").read_text())
+    assert registry["model"] == "halocm-consistency" and registry["version"] == 1
+    print(f"first dvc repro: {elapsed:.1f} s")
+
+
+def test_second_repro_runs_nothing(repo):
+    before = _state(repo)
+    output = _run(repo, "dvc", "repro")
+    assert _ran(output) == []
+    assert "Data and pipelines are up to date" in output
+    assert all(f"Stage '{name}' didn't change, skipping" in output for name in ORDER)
+    assert _state(repo) == before
+
+
+def test_changing_ema_decay_reruns_only_train_evaluate_register(repo):
+    old = yaml.safe_load((repo / "params.yaml").read_text())["train"]["ema_decay"]
+    _set_param(repo, "train", "ema_decay", 0.995 if old != 0.995 else 0.996)
+    before = _state(repo)
+    output = _run(repo, "dvc", "repro")
+    assert _ran(output) == ["train", "evaluate", "register"]
+    after = _state(repo)
+    for path in ("data/raw/synthetic.npz", "data/processed/train.npz", "models/denoiser.pt"):
+        assert after[path] == before[path], path
+    for path in ("models/consistency.pt", "metrics/benchmark.json", "metrics/registry.json"):
+        assert after[path] != before[path], path
+    assert _ran(_run(repo, "dvc", "repro")) == []
+
+
+def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(repo):
+    output = _run(repo, "halocm", "pipeline")
+    assert "pipeline up to date: nothing to rerun" in output
+    assert _ran(output) == []
+    assert "models/consistency.pt" in output and "reports/benchmark.md" in output
+    assert re.search(r"registry\s+halocm-consistency version \d+ @(champion|challenger)", output)
+    assert "consistency 1" in output and "(pk_err / rk_err per channel" in output
+    assert not [r for r in _mlflow_runs(repo) if r.data.tags.get("stage") == "pipeline"]
+
+    # A changed evaluate key: `halocm pipeline` = `dvc repro` under one MLflow parent run.
+    _set_param(repo, "evaluate", "timing_repeats", 2)
+    output = _run(repo, "halocm", "pipeline")
+    assert _ran(output) == ["evaluate", "register"]
+    runs = _mlflow_runs(repo)
+    parents = [r for r in runs if r.data.tags.get("stage") == "pipeline"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = {
+        r.data.tags["stage"]
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    }
+    assert children == {"evaluate", "register"}
+    assert "dvc_lock_md5" in parents[0].data.tags and "git_commit" in parents[0].data.tags
+
+
+def test_exp_run_with_a_param_and_exp_show_lists_it_with_metrics(repo):
+    output = _run(repo, "dvc", "exp", "run", "-S", "train.ema_decay=0.98", timeout=600)
+    assert _ran(output) == ["train", "evaluate", "register"]
+    name = re.search(r"Ran experiment\(s\): (\S+)", output).group(1)
+    shown = json.loads(_run(repo, "dvc", "exp", "show", "--json"))
+    exps = [
+        rev
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+        if rev["name"] == name
+    ]
+    assert len(exps) == 1, [e.get("name") for b in shown for e in b.get("experiments") or []]
+    data = exps[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["ema_decay"] == 0.98
+    headline = data["metrics"]["metrics/headline.json"]["data"]
+    assert set(headline["consistency_1"]) >= {"pk_err", "rk_err", "ms_per_map"}
+    assert data["metrics"]["metrics/benchmark.json"]["data"]["n_parameters"] > 0
+    # The experiment's results are applied to the workspace, which is reproduced.
+    assert _ran(_run(repo, "dvc", "repro")) == []
+
+
+def test_metrics_and_plots_show_read_the_evaluate_outputs(repo):
+    metrics = json.loads(_run(repo, "dvc", "metrics", "show", "--json"))
+    files = metrics[""]["data"]
+    bench = json.loads((repo / "metrics/benchmark.json").read_text())
+    assert files["metrics/benchmark.json"]["data"]["n_parameters"] == bench["n_parameters"]
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    assert files["metrics/headline.json"]["data"] == headline
+    plots = json.loads(_run(repo, "dvc", "plots", "show", "--json"))["data"]
+    assert set(plots) == {"metrics/pk_ratio.csv", "metrics/quality_vs_nfe.csv"}
+    for plot in plots.values():
+        assert plot[0]["content"]["data"]["values"], plot
