@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -27,13 +28,29 @@ def open_storage(spec: str | None):
     """A journal file path (default `optuna.journal`) or an RDB URL (contains `://`)."""
     spec = spec or "optuna.journal"
     if "://" in spec:
-        return optuna.storages.RDBStorage(
-            spec, heartbeat_interval=60, grace_period=180,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
-        )
+        return _rdb_storage(spec)
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(spec)))
+
+
+def _rdb_storage(url: str, attempts: int = 5):
+    """RDB storage with heartbeats; workers starting together on an empty database race to
+    create Optuna's tables, and the losers simply retry once the tables exist."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=60, grace_period=180,
+                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                    max_retry=2),
+            )
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> dict:
