@@ -39,18 +39,18 @@ def _rdb_storage(url: str, attempts: int = 5):
     create Optuna's tables, and the losers simply retry once the tables exist."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    for attempt in range(attempts):
+    def connect():
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=60, grace_period=180,
+            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        )
+
+    for attempt in range(attempts - 1):
         try:
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=60, grace_period=180,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
-                    max_retry=2),
-            )
+            return connect()
         except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return connect()
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> dict:
