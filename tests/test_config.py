@@ -15,7 +15,8 @@ def test_the_shipped_params_file_is_valid_and_matches_the_documented_defaults():
     cfg = load_config(PARAMS)
     t, d = cfg.train, cfg.diffusion
     assert (t.ct_n_steps, t.ema_decay, t.n_sampling_steps) == (18, 0.999, 1)
-    assert (d.sigma_min, d.sigma_max, d.sigma_data, d.rho) == (0.002, 80.0, 0.5, 7.0)
+    assert (d.sigma_min, d.sigma_max, d.rho) == (0.002, 80.0, 7.0)
+    assert d.sigma_data == 1.0  # the std of the z-scored data
     assert cfg.pretrain.enabled and t.mode == "ct"
 
 

@@ -149,6 +149,7 @@ class Evaluate(_Section):
     n_maps: int = Field(200, ge=1)
     n_realizations: int = Field(8, ge=2)
     timing_repeats: int = Field(5, ge=1)
+    timing_batch: int = Field(64, ge=1)
 
 
 class Tracking(_Section):

@@ -160,7 +160,7 @@ def fit(
             )
         optimizer.step()
         objective.after_step(step)
-        update_ema(ema, net, settings.ema_decay)
+        update_ema(ema, net, ema_warmup(settings.ema_decay, step))
 
         done = step + 1
         metrics = {"loss": global_loss.item(), "grad_norm": grad_norm.item()}
@@ -179,6 +179,12 @@ def fit(
         if on_step is not None:
             on_step(done)
     return ema
+
+
+def ema_warmup(decay: float, step: int) -> float:
+    """min(μ, (1 + k)/(10 + k)): without it a short run's EMA keeps a large share of the
+    initial weights (0.999^1200 ≈ 30% after 1,200 steps)."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 def _data_parallel(objective, net: nn.Module) -> None:

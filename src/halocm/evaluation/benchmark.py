@@ -91,9 +91,10 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def time_sampler(gen: Generator, test: TestSet, n_steps: int, repeats: int) -> float:
+def time_sampler(gen: Generator, test: TestSet, n_steps: int, repeats: int,
+                 timing_batch: int) -> float:
     """Milliseconds per map: median over repeats of one batch, after a warm-up call."""
-    b = min(len(test.target), gen.config.sample.batch_size)
+    b = min(len(test.target), gen.config.sample.batch_size, timing_batch)
     cond, params = test.cond_norm[:b], test.params_norm[:b]
 
     def once() -> float:
@@ -142,7 +143,7 @@ def evaluate(cfg: Config) -> Path:
         samples = draw(gen, test, steps, n_real, seed=cfg.seed)
         rows.append({
             "sampler": sampler, "steps": steps, "nfe": gen.nfe(steps),
-            "ms_per_map": time_sampler(gen, test, steps, ev.timing_repeats),
+            "ms_per_map": time_sampler(gen, test, steps, ev.timing_repeats, ev.timing_batch),
             "n_maps": len(test.target), "n_realizations": n_real,
             "channels": score_channels(samples[:, 0], test, samples),
         })
