@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-for _key, _value in {
+TELEMETRY_OFF = {
     "DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
-}.items():
+}
+for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
 TINY_PARAMS = {

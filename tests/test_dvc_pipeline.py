@@ -19,16 +19,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import TINY_PARAMS
+from conftest import TELEMETRY_OFF, TINY_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ORDER = ["generate", "prepare", "pretrain", "train", "evaluate", "register"]
 ENV = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
+    **TELEMETRY_OFF,
     "OMP_NUM_THREADS": "1",
     "GIT_AUTHOR_NAME": "halocm-test",
     "GIT_AUTHOR_EMAIL": "test@localhost",

@@ -25,6 +25,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import TELEMETRY_OFF
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,7 @@ TUNE = {
     "prune_percentile": 10.0,
     "prune_startup_trials": 1,
 }
-ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-}
+ENV = {**os.environ, **TELEMETRY_OFF, "OMP_NUM_THREADS": "1"}
 
 
 def _free_port() -> int:

@@ -17,17 +17,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY_PARAMS, write_params
+from conftest import TELEMETRY_OFF, TINY_PARAMS, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGE_NAMES = ["generate", "prepare", "pretrain", "train", "evaluate", "register"]
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-}
 
 
 def _load_flow_module():
