@@ -43,9 +43,11 @@ def test_a_sample_is_the_same_whatever_the_batch_size(trained):
     gen.config.sample.batch_size = 2
     batched = gen.sample(cond, params, n_steps=2, n_realizations=2, seed=7)
     alone = gen.sample(cond[3:4], params[3:4], n_steps=2, n_realizations=2, seed=7)
-    np.testing.assert_array_equal(whole, batched)
-    # Map 3 sampled alone is map 0 of its own call: same seed stream only by index.
-    assert not np.array_equal(alone[0], whole[3])
+    # The same noise for map n whatever the batch; the network's float32 kernels may still
+    # sum in another order for another batch shape (≈1e-6 relative), hence rtol, not equality.
+    np.testing.assert_allclose(whole, batched, rtol=2e-5)
+    # Map 3 sampled alone is map 0 of its own call: the noise follows the index in the call.
+    assert not np.allclose(alone[0], whole[3], rtol=1e-2)
     np.testing.assert_array_equal(alone[0], gen.sample(cond[3:4], params[3:4], n_steps=2,
                                                        n_realizations=2, seed=7)[0])
 

@@ -292,7 +292,8 @@ def test_generator_paint_is_the_same_whatever_the_batch_size(tiny_model, tmp_pat
     one = gen.paint(dmo, cat, batch_size=1, **kw)
     three = gen.paint(dmo, cat, batch_size=3, **kw)
     assert one.realizations.shape == (2, 3, 48, 48) and np.isfinite(one.realizations).all()
-    np.testing.assert_array_equal(one.realizations, three.realizations)
+    # Same noise per halo; float32 kernels may differ by batch shape (≈1e-6 relative).
+    np.testing.assert_allclose(one.realizations, three.realizations, rtol=2e-5)
     assert one.n_painted == 3 and one.halos["painted"].tolist() == [True, True, False, True]
 
 

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 
 from halocm.config import Config
 from halocm.evaluation import metrics
@@ -147,15 +148,22 @@ def _pk_plot(path, spectra: pd.DataFrame, channels: list[str]) -> None:
     for c, name in enumerate(channels):
         for key, sub in spectra[spectra.channel == name].groupby("sampler", sort=False):
             style = "--" if key in ("baseline", "oracle") else "-"
-            axes[0, c].semilogx(sub.k, sub.pk_ratio, style, label=key.replace("_", " "))
+            axes[0, c].loglog(sub.k, sub.pk_ratio, style, label=key.replace("_", " "))
             axes[1, c].semilogx(sub.k, sub.r, style)
         axes[0, c].axhline(1, color="k", lw=0.6)
+        k_half = spectra.k.max() / 2  # rings reach k_Nyq; the errors use k ≤ k_Nyq/2
+        for ax in axes[:, c]:
+            ax.axvline(k_half, color="0.5", ls=":", lw=0.8)
         axes[0, c].set_title(name)
         axes[0, c].set_ylabel("⟨P_gen⟩ / ⟨P_true⟩")
         axes[1, c].set_ylabel("r(k)")
         axes[1, c].set_xlabel("k [h/Mpc]")
+    for ax in axes.flat:
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Power-spectrum ratio and cross-correlation with the truth", fontsize=10)
+    fig.suptitle("Power-spectrum ratio and cross-correlation with the truth "
+                 "(dotted: k_Nyq/2, the limit of pk_err and rk_err)", fontsize=10)
     _save(fig, path)
 
 
