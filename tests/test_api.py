@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from halocm.api import load_model
+from halocm import load_model
 from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import denormalize_condition, denormalize_params
