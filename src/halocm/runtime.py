@@ -13,7 +13,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but no CUDA device is available (use cpu or auto)")
+        raise RuntimeError(
+            "device: cuda requested, but no CUDA device is available (allowed here: cpu, auto)"
+        )
     return torch.device(name)
 
 
