@@ -58,13 +58,28 @@ def sampling_rows(cfg, batch: int, repeats: int) -> tuple[list[dict], dict]:
     params = torch.as_tensor(np.concatenate([test["params"]] * reps)[:batch])
     device = student.device
     rows = []
-    for name, gen, steps in [("consistency", student, 1), ("consistency", student, 2),
-                             ("consistency", student, 4),
-                             ("teacher", teacher, cfg.evaluate.teacher_steps)]:
-        seconds = timed(lambda g=gen, s=steps: g.sample_normalized(
-            cond, params, n_steps=s, seed=0, indices=range(batch)), device, repeats)
-        rows.append({"sampler": name, "steps": steps, "nfe": gen.nfe(steps),
-                     "maps_per_s": batch / seconds, "ms_per_map": 1000 * seconds / batch})
+    for name, gen, steps in [
+        ("consistency", student, 1),
+        ("consistency", student, 2),
+        ("consistency", student, 4),
+        ("teacher", teacher, cfg.evaluate.teacher_steps),
+    ]:
+        seconds = timed(
+            lambda g=gen, s=steps: g.sample_normalized(
+                cond, params, n_steps=s, seed=0, indices=range(batch)
+            ),
+            device,
+            repeats,
+        )
+        rows.append(
+            {
+                "sampler": name,
+                "steps": steps,
+                "nfe": gen.nfe(steps),
+                "maps_per_s": batch / seconds,
+                "ms_per_map": 1000 * seconds / batch,
+            }
+        )
 
     net, sigma = student.net, torch.full((batch,), cfg.diffusion.sigma_max, device=device)
     x = torch.randn(batch, student.shapes.target_channels, *cond.shape[-2:], device=device)
@@ -98,8 +113,14 @@ def training_cost(cfg, steps: int) -> dict[str, float]:
     out = {}
     denoiser = build_network(cfg, shapes, "denoiser")
     teacher = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    jobs = {"pretrain": (denoiser, EDMObjective(denoiser, cfg.pretrain.p_mean,
-                                                 cfg.pretrain.p_std, cfg.diffusion.sigma_data))}
+    jobs = {
+        "pretrain": (
+            denoiser,
+            EDMObjective(
+                denoiser, cfg.pretrain.p_mean, cfg.pretrain.p_std, cfg.diffusion.sigma_data
+            ),
+        )
+    }
     for mode in ("ct", "ict", "cd", "ect"):
         mcfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"mode": mode})})
         student = build_network(cfg, shapes, "consistency")
@@ -114,8 +135,9 @@ def training_cost(cfg, steps: int) -> dict[str, float]:
             opt.step()
             objective.after_step(0)
 
-        out[name] = 1000 * timed(lambda s=step: [s() for _ in range(steps)], torch.device(
-            "cpu"), 1) / steps
+        out[name] = (
+            1000 * timed(lambda s=step: [s() for _ in range(steps)], torch.device("cpu"), 1) / steps
+        )
     return out
 
 
@@ -142,10 +164,14 @@ def main(argv: list[str] | None = None) -> dict:
     }
     write_json(args.out, result)
     for row in rows:
-        print(f"{row['sampler']:12s} {row['steps']:3d} steps {row['nfe']:3d} NFE "
-              f"{row['maps_per_s']:9.1f} maps/s  {row['fraction_of_ceiling']:.2f} of ceiling")
-    print(f"forward pass {summary['forward_pass_maps_per_s']:.1f} maps/s; 1-step speed-up over "
-          f"the teacher {summary['one_step_speedup_over_teacher']:.1f}x")
+        print(
+            f"{row['sampler']:12s} {row['steps']:3d} steps {row['nfe']:3d} NFE "
+            f"{row['maps_per_s']:9.1f} maps/s  {row['fraction_of_ceiling']:.2f} of ceiling"
+        )
+    print(
+        f"forward pass {summary['forward_pass_maps_per_s']:.1f} maps/s; 1-step speed-up over "
+        f"the teacher {summary['one_step_speedup_over_teacher']:.1f}x"
+    )
     return result
 
 

@@ -37,8 +37,14 @@ def _stage_cache_key(context, parameters) -> str | None:
     return None if key is None else f"halocm-{parameters['name']}-{key}"
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io_error,
-      cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{name}")
+@task(
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_on_io_error,
+    cache_key_fn=_stage_cache_key,
+    persist_result=True,
+    task_run_name="{name}",
+)
 def stage(name: str, params: str, overrides: list[str]) -> dict[str, str]:
     """Run one stage; the result maps each output path to its sha256 (checked on a cache hit)."""
     cfg = load_config(params, overrides)
@@ -74,12 +80,15 @@ def publish_benchmark(metrics_dir: str, reports_dir: str) -> None:
     from halocm.evaluation.report import results_table
 
     report = Path(reports_dir) / "benchmark.md"
-    create_markdown_artifact(key="halocm-benchmark", markdown=report.read_text(),
-                             description="halocm benchmark report")
+    create_markdown_artifact(
+        key="halocm-benchmark", markdown=report.read_text(), description="halocm benchmark report"
+    )
     table = results_table(json.loads((Path(metrics_dir) / "benchmark.json").read_text()))
-    create_table_artifact(key="halocm-benchmark-table",
-                          table=table.round(5).to_dict(orient="records"),
-                          description="pk_err, rk_err, SSIM, PSNR per sampler and channel")
+    create_table_artifact(
+        key="halocm-benchmark-table",
+        table=table.round(5).to_dict(orient="records"),
+        description="pk_err, rk_err, SSIM, PSNR per sampler and channel",
+    )
 
 
 @flow(name="halocm-pipeline", log_prints=True)

@@ -26,7 +26,8 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml")
     a = parser.parse_args()
     serve(
-        pipeline.to_deployment(name="nightly", schedule=Cron(a.cron, timezone="UTC"),
-                               parameters={"params": a.params}),
+        pipeline.to_deployment(
+            name="nightly", schedule=Cron(a.cron, timezone="UTC"), parameters={"params": a.params}
+        ),
         tune_flow.to_deployment(name="on-demand", parameters={"params": a.params}),
     )

@@ -16,16 +16,26 @@ from halocm.tuning import tune
 
 
 @task(cache_policy=NO_CACHE)
-def run_study(params: str, overrides: list[str], n_trials: int | None, storage: str | None,
-              study_name: str | None) -> str:
-    return tune(load_config(params, overrides), n_trials=n_trials, storage=storage,
-                study_name=study_name)
+def run_study(
+    params: str,
+    overrides: list[str],
+    n_trials: int | None,
+    storage: str | None,
+    study_name: str | None,
+) -> str:
+    return tune(
+        load_config(params, overrides), n_trials=n_trials, storage=storage, study_name=study_name
+    )
 
 
 @flow(name="halocm-tune", log_prints=True)
-def tune_flow(params: str = "params.yaml", overrides: list[str] | None = None,
-              n_trials: int | None = None, storage: str | None = None,
-              study_name: str | None = None) -> str:
+def tune_flow(
+    params: str = "params.yaml",
+    overrides: list[str] | None = None,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> str:
     summary = run_study(params, list(overrides or []), n_trials, storage, study_name)
     print(summary)
     create_markdown_artifact(key="halocm-tune", markdown=f"# Optuna study\n\n{summary}\n")

@@ -22,16 +22,31 @@ for _key, _value in TELEMETRY_OFF.items():
 TINY_PARAMS = {
     "seed": 0,
     "device": "cpu",
-    "simulator": {"n_maps": 48, "resolution": 16, "n_truth_realizations": 1,
-                  "n_figure_maps": 2},
-    "model": {"base_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [8],
-              "embedding_dim": 32, "dropout": 0.1},
+    "simulator": {"n_maps": 48, "resolution": 16, "n_truth_realizations": 1, "n_figure_maps": 2},
+    "model": {
+        "base_channels": 8,
+        "channel_mult": [1, 2],
+        "attention_resolutions": [8],
+        "embedding_dim": 32,
+        "dropout": 0.1,
+    },
     "pretrain": {"steps": 30, "batch_size": 8},
-    "train": {"steps": 12, "batch_size": 8, "checkpoint_every": 4, "val_every": 6,
-              "val_batches": 1, "ct_n_steps": 10},
+    "train": {
+        "steps": 12,
+        "batch_size": 8,
+        "checkpoint_every": 4,
+        "val_every": 6,
+        "val_batches": 1,
+        "ct_n_steps": 10,
+    },
     "sample": {"batch_size": 16},
-    "evaluate": {"n_maps": 8, "n_realizations": 2, "timing_repeats": 1, "teacher_steps": 3,
-                 "steps": [1, 2]},
+    "evaluate": {
+        "n_maps": 8,
+        "n_realizations": 2,
+        "timing_repeats": 1,
+        "teacher_steps": 3,
+        "steps": [1, 2],
+    },
     "tracking": {"enabled": False},
 }
 
@@ -39,13 +54,16 @@ TINY_PARAMS = {
 def write_params(directory: Path, params: dict) -> Path:
     """params.yaml with relative paths resolved inside `directory`."""
     path = directory / "params.yaml"
-    raw = {**params, "paths": {
-        "raw_dir": str(directory / "data/raw"),
-        "processed_dir": str(directory / "data/processed"),
-        "models_dir": str(directory / "models"),
-        "metrics_dir": str(directory / "metrics"),
-        "reports_dir": str(directory / "reports"),
-    }}
+    raw = {
+        **params,
+        "paths": {
+            "raw_dir": str(directory / "data/raw"),
+            "processed_dir": str(directory / "data/processed"),
+            "models_dir": str(directory / "models"),
+            "metrics_dir": str(directory / "metrics"),
+            "reports_dir": str(directory / "reports"),
+        },
+    }
     if raw.get("data", {}).get("path"):
         raw["data"]["path"] = str(directory / raw["data"]["path"])
     path.write_text(yaml.safe_dump(raw))
@@ -58,8 +76,14 @@ def write_tiny_npz(path: Path, n: int = 40, res: int = 16, seed: int = 0) -> Pat
     cond = np.exp(rng.normal(20.0, 1.0, (n, 1, res, res)))
     clump = np.exp(rng.normal(0.0, 0.3, (n, 1, res, res)))
     target = np.concatenate([0.84 * cond, 0.15 * cond * clump, 0.01 * cond], axis=1)
-    np.savez(path, condition=cond, target=target, params=rng.uniform(0.2, 1.0, (n, 2)),
-             group=np.arange(n) // 2, r200=np.full(n, 1.0))
+    np.savez(
+        path,
+        condition=cond,
+        target=target,
+        params=rng.uniform(0.2, 1.0, (n, 2)),
+        group=np.arange(n) // 2,
+        r200=np.full(n, 1.0),
+    )
     return path
 
 

@@ -20,8 +20,7 @@ def trained(project):
 
 def _inputs(gen, cfg, n=4):
     test = load_split(cfg.paths.processed_dir / "test.npz")
-    cond = np.asarray(denormalize_condition(test["condition"][:n].astype(np.float64),
-                                            gen.stats))
+    cond = np.asarray(denormalize_condition(test["condition"][:n].astype(np.float64), gen.stats))
     params = np.asarray(denormalize_params(test["params"][:n].astype(np.float64), gen.stats))
     return cond, params
 
@@ -48,8 +47,9 @@ def test_a_sample_is_the_same_whatever_the_batch_size(trained):
     np.testing.assert_allclose(whole, batched, rtol=2e-5)
     # Map 3 sampled alone is map 0 of its own call: the noise follows the index in the call.
     assert not np.allclose(alone[0], whole[3], rtol=1e-2)
-    np.testing.assert_array_equal(alone[0], gen.sample(cond[3:4], params[3:4], n_steps=2,
-                                                       n_realizations=2, seed=7)[0])
+    np.testing.assert_array_equal(
+        alone[0], gen.sample(cond[3:4], params[3:4], n_steps=2, n_realizations=2, seed=7)[0]
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,19 @@ def test_train_then_sample_from_the_command_line(project, tmp_path):
     cond = np.full((2, 1, 16, 16), 1e9)
     np.savez(tmp_path / "c.npz", condition=cond, params=np.full((2, 2), 0.5))
     out = tmp_path / "o.npz"
-    result = _run("sample", "--model", project / "models/consistency.pt", "--condition",
-                  tmp_path / "c.npz", "--out", out, "--steps", 2, "--realizations", 3)
+    result = _run(
+        "sample",
+        "--model",
+        project / "models/consistency.pt",
+        "--condition",
+        tmp_path / "c.npz",
+        "--out",
+        out,
+        "--steps",
+        2,
+        "--realizations",
+        3,
+    )
     assert result.exit_code == 0, result.output
     with np.load(out) as z:
         assert z["samples"].shape == (2, 3, 3, 16, 16)
@@ -34,26 +45,49 @@ def test_bad_config_value_is_one_line(project):
     result = _run("train", "--params", project / "params.yaml", "--set", "train.ema_decay=2")
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert lines == [f"halocm train: error: {project / 'params.yaml'}: train.ema_decay=2: "
-                     "Input should be less than 1"]
+    assert lines == [
+        f"halocm train: error: {project / 'params.yaml'}: train.ema_decay=2: "
+        "Input should be less than 1"
+    ]
 
 
 def test_sample_with_wrong_channels_is_one_line(project, tmp_path):
     np.savez(tmp_path / "c.npz", condition=np.ones((2, 3, 16, 16)), params=np.ones((2, 2)))
-    result = _run("sample", "--model", project / "models/denoiser.pt", "--condition",
-                  tmp_path / "c.npz", "--out", tmp_path / "o.npz")
+    result = _run(
+        "sample",
+        "--model",
+        project / "models/denoiser.pt",
+        "--condition",
+        tmp_path / "c.npz",
+        "--out",
+        tmp_path / "o.npz",
+    )
     assert result.exit_code == 2
     assert "condition: 3 channels, the model takes 1" in result.output
     assert not (tmp_path / "o.npz").exists()
 
 
 def test_missing_files_are_one_line(project, tmp_path):
-    result = _run("sample", "--model", tmp_path / "none.pt", "--condition", tmp_path / "c.npz",
-                  "--out", tmp_path / "o.npz")
+    result = _run(
+        "sample",
+        "--model",
+        tmp_path / "none.pt",
+        "--condition",
+        tmp_path / "c.npz",
+        "--out",
+        tmp_path / "o.npz",
+    )
     assert result.exit_code == 2
     assert "none.pt: checkpoint not found" in result.output
     (tmp_path / "c.npz").write_text("not an npz")
-    result = _run("sample", "--model", project / "models/denoiser.pt", "--condition",
-                  tmp_path / "c.npz", "--out", tmp_path / "o.npz")
+    result = _run(
+        "sample",
+        "--model",
+        project / "models/denoiser.pt",
+        "--condition",
+        tmp_path / "c.npz",
+        "--out",
+        tmp_path / "o.npz",
+    )
     assert result.exit_code == 2
     assert "c.npz: not a readable .npz" in result.output

@@ -21,8 +21,10 @@ def test_the_shipped_params_file_is_valid_and_matches_the_documented_defaults():
 
 
 def test_overrides_are_parsed_as_yaml():
-    cfg = load_config(PARAMS, ["train.ema_decay=0.99", "evaluate.steps=[1, 2]",
-                               "data.source=npz", "data.path=x.npz"])
+    cfg = load_config(
+        PARAMS,
+        ["train.ema_decay=0.99", "evaluate.steps=[1, 2]", "data.source=npz", "data.path=x.npz"],
+    )
     assert cfg.train.ema_decay == 0.99 and cfg.evaluate.steps == (1, 2)
     assert cfg.data.path == Path("x.npz")
 

@@ -27,11 +27,18 @@ def one_step_error(net, field: GaussianField, sigmas, n=64) -> float:
 
 def test_ct_lowers_the_one_step_error_against_the_exact_consistency_map(tmp_path):
     torch.manual_seed(0)
-    cfg = config_from_dict({
-        "model": {"base_channels": 16, "channel_mult": [1, 2], "attention_resolutions": [],
-                  "embedding_dim": 32, "dropout": 0.0},
-        "train": {"ct_n_steps": 10, "ema_decay": 0.9, "steps": 150},
-    })
+    cfg = config_from_dict(
+        {
+            "model": {
+                "base_channels": 16,
+                "channel_mult": [1, 2],
+                "attention_resolutions": [],
+                "embedding_dim": 32,
+                "dropout": 0.0,
+            },
+            "train": {"ct_n_steps": 10, "ema_decay": 0.9, "steps": 150},
+        }
+    )
     field = GaussianField.power_law(8)
     net = build_network(cfg, DataShapes(1, 0, 0, 8), "consistency")
     sigmas = [0.1, 0.5, 2.0, 10.0, 80.0]
@@ -39,11 +46,26 @@ def test_ct_lowers_the_one_step_error_against_the_exact_consistency_map(tmp_path
 
     x0 = field.sample(512, generator=torch.Generator().manual_seed(0))
     batches = Batches(x0, torch.zeros(512, 0, 8, 8), torch.zeros(512, 0), batch_size=32, seed=0)
-    settings = TrainSettings(steps=150, batch_size=32, lr=2e-3, optimizer="adamw",
-                             weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
-                             checkpoint_every=1000, val_every=1000, seed=0)
-    ema = fit(objective=CTObjective(net, cfg, 150), net=net, batches=batches,
-              settings=settings, checkpoint_path=tmp_path / "ct.pt", checkpoint_extra={})
+    settings = TrainSettings(
+        steps=150,
+        batch_size=32,
+        lr=2e-3,
+        optimizer="adamw",
+        weight_decay=0.0,
+        grad_clip=1.0,
+        ema_decay=0.9,
+        checkpoint_every=1000,
+        val_every=1000,
+        seed=0,
+    )
+    ema = fit(
+        objective=CTObjective(net, cfg, 150),
+        net=net,
+        batches=batches,
+        settings=settings,
+        checkpoint_path=tmp_path / "ct.pt",
+        checkpoint_extra={},
+    )
     after = one_step_error(ema.eval(), field, sigmas)
     print(f"one-step error before {before:.4f}, after {after:.4f}")
     assert after < 0.5 * before, (before, after)

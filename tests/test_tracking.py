@@ -28,9 +28,14 @@ def empty_store(tmp_path_factory):
 def tracked(project, empty_store):
     shutil.copy(empty_store, project / "mlflow.db")
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tracking"] = {"enabled": True, "tracking_uri": f"sqlite:///{project / 'mlflow.db'}",
-                       "artifact_root": str(project / "mlartifacts"),
-                       "gate_steps": 1, "gate_max_pk_err": 100.0, "gate_max_rk_err": 100.0}
+    raw["tracking"] = {
+        "enabled": True,
+        "tracking_uri": f"sqlite:///{project / 'mlflow.db'}",
+        "artifact_root": str(project / "mlartifacts"),
+        "gate_steps": 1,
+        "gate_max_pk_err": 100.0,
+        "gate_max_rk_err": 100.0,
+    }
     raw["train"]["steps"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     cwd = os.getcwd()
@@ -52,8 +57,10 @@ def test_stages_nest_under_the_pipeline_run_and_log_params_metrics_artifacts(tra
         run_stage(cfg, "evaluate")
     assert PARENT_RUN_ENV not in os.environ
     client = mlflow.MlflowClient(tracking_uri(cfg))
-    runs = {r.data.tags["stage"]: r for r in client.search_runs(
-        [client.get_experiment_by_name("halocm").experiment_id])}
+    runs = {
+        r.data.tags["stage"]: r
+        for r in client.search_runs([client.get_experiment_by_name("halocm").experiment_id])
+    }
     assert set(runs) == {"pipeline", "train", "evaluate"}
     for stage in ("train", "evaluate"):
         assert runs[stage].data.tags["mlflow.parentRunId"] == parent_id
@@ -97,15 +104,23 @@ def test_register_moves_champion_only_through_the_gate(tracked):
     mlflow.set_tracking_uri(tracking_uri(cfg))
     model = mlflow.pyfunc.load_model("models:/halocm-consistency@champion")
     cond = np.full((2, 1, 16, 16), 1e9, dtype=np.float32)
-    out = model.predict({"condition": cond, "params": np.full((2, 2), 0.5, np.float32)},
-                        params={"n_steps": 2, "seed": 3})
+    out = model.predict(
+        {"condition": cond, "params": np.full((2, 2), 0.5, np.float32)},
+        params={"n_steps": 2, "seed": 3},
+    )
     assert out.shape == (2, 3, 16, 16) and np.isfinite(out).all()
 
 
 def test_gate_reads_the_configured_row():
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "params.yaml"))
-    row = {"sampler": "consistency", "steps": 2, "channels": {
-        "gas": {"pk_err": 0.1, "rk_err": 0.2}, "stars": {"pk_err": 0.3, "rk_err": 0.1}}}
+    row = {
+        "sampler": "consistency",
+        "steps": 2,
+        "channels": {
+            "gas": {"pk_err": 0.1, "rk_err": 0.2},
+            "stars": {"pk_err": 0.3, "rk_err": 0.1},
+        },
+    }
     passes, score, _ = gate(cfg, {"results": [row]})
     assert passes and score == pytest.approx(0.35)
     row["channels"]["stars"]["pk_err"] = 0.9

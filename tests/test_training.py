@@ -76,13 +76,28 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint
     net = torch.nn.Conv2d(1, 1, 3, padding=1)
     data = torch.randn(16, 1, 8, 8)
     batches = Batches(data, data, torch.zeros(16, 0), batch_size=4, seed=0)
-    settings = TrainSettings(steps=10, batch_size=4, lr=1e-3, optimizer="adamw",
-                             weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
-                             checkpoint_every=2, val_every=100, seed=0)
+    settings = TrainSettings(
+        steps=10,
+        batch_size=4,
+        lr=1e-3,
+        optimizer="adamw",
+        weight_decay=0.0,
+        grad_clip=1.0,
+        ema_decay=0.9,
+        checkpoint_every=2,
+        val_every=100,
+        seed=0,
+    )
     ckpt = tmp_path / "last.pt"
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 5.*step 4"):
-        fit(objective=_NaNAfter(net, 5), net=net, batches=batches, settings=settings,
-            checkpoint_path=ckpt, checkpoint_extra={})
+        fit(
+            objective=_NaNAfter(net, 5),
+            net=net,
+            batches=batches,
+            settings=settings,
+            checkpoint_path=ckpt,
+            checkpoint_extra={},
+        )
     state = load_checkpoint(ckpt)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values())

@@ -14,8 +14,13 @@ import yaml
 from halocm.config import load_config
 from halocm.tuning import open_storage, tune
 
-TUNE = {"train_steps": 6, "report_every": 2, "ct_n_steps": [4, 12],
-        "prune_percentile": 10.0, "prune_startup_trials": 1}
+TUNE = {
+    "train_steps": 6,
+    "report_every": 2,
+    "ct_n_steps": [4, 12],
+    "prune_percentile": 10.0,
+    "prune_startup_trials": 1,
+}
 
 
 def _tiny_tune_params(project: Path, **tracking) -> Path:
@@ -34,11 +39,25 @@ def _states(storage, name="halocm"):
 def test_two_worker_processes_share_one_journal_study(project):
     params = _tiny_tune_params(project)
     journal = str(project / "optuna.journal")
-    cmd = [sys.executable, "-m", "halocm", "tune", "--n-trials", "3", "--storage", journal,
-           "--params", str(params)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "halocm",
+        "tune",
+        "--n-trials",
+        "3",
+        "--storage",
+        journal,
+        "--params",
+        str(params),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     states, study = _states(journal)
@@ -56,8 +75,9 @@ def test_a_study_resumes_by_name_and_logs_one_mlflow_run_per_trial(project, tmp_
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    params = _tiny_tune_params(project, enabled=True, tracking_uri=uri,
-                               artifact_root=str(tmp_path / "art"))
+    params = _tiny_tune_params(
+        project, enabled=True, tracking_uri=uri, artifact_root=str(tmp_path / "art")
+    )
     journal = str(project / "optuna.journal")
     cfg = load_config(params)
     tune(cfg, n_trials=2, storage=journal, study_name="resume")

@@ -1,8 +1,8 @@
 """halocm: paint baryons onto dark-matter halos with consistency models.
 
-    import halocm
-    gen = halocm.load_model("models/consistency.pt")
-    maps = gen.sample(condition, params, n_steps=1, n_realizations=4, seed=0)
+import halocm
+gen = halocm.load_model("models/consistency.pt")
+maps = gen.sample(condition, params, n_steps=1, n_realizations=4, seed=0)
 """
 
 __version__ = "0.1.0"

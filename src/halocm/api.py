@@ -56,8 +56,10 @@ class Generator:
                 f"condition: {condition.shape[1]} channels, the model takes {s.cond_channels}"
             )
         if condition.shape[2:] != (s.resolution, s.resolution):
-            raise ValueError(f"condition: maps of {condition.shape[2:]}, the model takes "
-                             f"{s.resolution}x{s.resolution}")
+            raise ValueError(
+                f"condition: maps of {condition.shape[2:]}, the model takes "
+                f"{s.resolution}x{s.resolution}"
+            )
         _check_values("condition", condition, nonnegative=True)
         if s.n_params == 0:
             return
@@ -86,43 +88,80 @@ class Generator:
         if n_steps < 1 or n_realizations < 1:
             raise ValueError(f"n_steps={n_steps}, n_realizations={n_realizations}: must be ≥ 1")
         seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
-        cond = torch.as_tensor(normalize_condition(np.asarray(condition, np.float64), self.stats),
-                               dtype=torch.float32)
+        cond = torch.as_tensor(
+            normalize_condition(np.asarray(condition, np.float64), self.stats), dtype=torch.float32
+        )
         n = cond.shape[0]
-        par = (torch.as_tensor(normalize_params(np.asarray(params, np.float64), self.stats),
-                               dtype=torch.float32)
-               if self.shapes.n_params else torch.zeros(n, 0))
-        out = np.empty((n, n_realizations, self.shapes.target_channels, *cond.shape[-2:]),
-                       dtype=np.float32)
+        par = (
+            torch.as_tensor(
+                normalize_params(np.asarray(params, np.float64), self.stats), dtype=torch.float32
+            )
+            if self.shapes.n_params
+            else torch.zeros(n, 0)
+        )
+        out = np.empty(
+            (n, n_realizations, self.shapes.target_channels, *cond.shape[-2:]), dtype=np.float32
+        )
         batch = self.config.sample.batch_size
         for r in range(n_realizations):
             for lo in range(0, n, batch):
                 idx = range(lo, min(lo + batch, n))
-                y = self.sample_normalized(cond[idx.start:idx.stop], par[idx.start:idx.stop],
-                                           n_steps=n_steps, seed=seed, indices=idx,
-                                           realization=r)
-                out[idx.start:idx.stop, r] = denormalize_target(y.cpu().numpy(), self.stats)
+                y = self.sample_normalized(
+                    cond[idx.start : idx.stop],
+                    par[idx.start : idx.stop],
+                    n_steps=n_steps,
+                    seed=seed,
+                    indices=idx,
+                    realization=r,
+                )
+                out[idx.start : idx.stop, r] = denormalize_target(y.cpu().numpy(), self.stats)
         return out
 
     def sample_normalized(self, cond, params, *, n_steps, seed, indices, realization=0):
         """Normalised samples for normalised inputs (used by the benchmark and validation)."""
         cond, params = cond.to(self.device), params.to(self.device)
         gens = make_generators(seed, indices, realization, self.device)
-        return sample_batch(self.net, self.kind, cond, params, n_steps=n_steps,
-                            cfg=self.config, generators=gens,
-                            out_channels=self.shapes.target_channels)
+        return sample_batch(
+            self.net,
+            self.kind,
+            cond,
+            params,
+            n_steps=n_steps,
+            cfg=self.config,
+            generators=gens,
+            out_channels=self.shapes.target_channels,
+        )
 
-    def paint(self, dmo, catalog, *, box_size: float, n_steps: int = 1,
-              n_realizations: int = 1, mass_min: float | None = None,
-              batch_size: int | None = None, seed: int = 0, progress: bool = False,
-              **options):
+    def paint(
+        self,
+        dmo,
+        catalog,
+        *,
+        box_size: float,
+        n_steps: int = 1,
+        n_realizations: int = 1,
+        mass_min: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        **options,
+    ):
         """Paint every halo of a whole DMO box (DESIGN.md §7); see `halocm.painting`."""
         from halocm.painting import paint_with_model
 
-        return paint_with_model(self, dmo, catalog, box_size=box_size, n_steps=n_steps,
-                                n_realizations=n_realizations, mass_min=mass_min,
-                                batch_size=batch_size, seed=seed, progress=progress,
-                                **options)
+        return paint_with_model(
+            self,
+            dmo,
+            catalog,
+            box_size=box_size,
+            n_steps=n_steps,
+            n_realizations=n_realizations,
+            mass_min=mass_min,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+            **options,
+        )
 
 
 def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:

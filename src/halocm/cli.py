@@ -15,8 +15,12 @@ import typer
 
 from halocm.config import Config, ConfigError, load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Paint baryons onto dark-matter halos with consistency models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Paint baryons onto dark-matter halos with consistency models.",
+)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a.b=value")]
@@ -31,8 +35,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from halocm.data.sources import DataError
     from halocm.training import TrainingDiverged
 
-    return (ConfigError, DataError, TrainingDiverged, UsageError, ValueError,
-            FileNotFoundError, RuntimeError)
+    return (
+        ConfigError,
+        DataError,
+        TrainingDiverged,
+        UsageError,
+        ValueError,
+        FileNotFoundError,
+        RuntimeError,
+    )
 
 
 def one_line_errors(fn):
@@ -80,16 +91,18 @@ def prepare(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
 
 @app.command()
 @one_line_errors
-def pretrain(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None,
-             resume: ResumeOpt = False) -> None:
+def pretrain(
+    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, resume: ResumeOpt = False
+) -> None:
     """EDM denoising pretraining → models/denoiser.pt (teacher and warm start)."""
     _stage("pretrain", params, set_, resume)
 
 
 @app.command()
 @one_line_errors
-def train(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None,
-          resume: ResumeOpt = False) -> None:
+def train(
+    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, resume: ResumeOpt = False
+) -> None:
     """Consistency training (train.mode: ct, ict, cd, ect) → models/consistency.pt."""
     _stage("train", params, set_, resume)
 
@@ -115,8 +128,10 @@ def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     from halocm.pipeline import reproduce, summary
 
     if params != PARAMS_DEFAULT or set_:
-        raise UsageError("the DVC pipeline reads params.yaml: edit it, or use "
-                         "`dvc exp run -S key=value` for a one-off change")
+        raise UsageError(
+            "the DVC pipeline reads params.yaml: edit it, or use "
+            "`dvc exp run -S key=value` for a one-off change"
+        )
     if not reproduce():
         typer.echo("pipeline up to date: nothing to rerun")
     typer.echo(summary(_config(params, set_)))
@@ -141,8 +156,13 @@ def sample(
 
     gen = load_model(model, device=device)
     inputs = _read_condition(condition)
-    maps = gen.sample(inputs["condition"], inputs.get("params"), n_steps=steps,
-                      n_realizations=realizations, seed=seed)
+    maps = gen.sample(
+        inputs["condition"],
+        inputs.get("params"),
+        n_steps=steps,
+        n_realizations=realizations,
+        seed=seed,
+    )
     save_npz(out, samples=maps, channel_names=np.array(gen.channel_names))
     typer.echo(f"wrote {out}: samples {maps.shape}, {gen.nfe(steps)} NFE per map")
 
@@ -173,8 +193,9 @@ def tune(
     """Optuna study over ema_decay, ct_n_steps, learning rate and loss."""
     from halocm.tuning import tune as run
 
-    typer.echo(run(_config(params, set_), n_trials=n_trials, storage=storage,
-                   study_name=study_name))
+    typer.echo(
+        run(_config(params, set_), n_trials=n_trials, storage=storage, study_name=study_name)
+    )
 
 
 @app.command()
@@ -196,15 +217,27 @@ def paint(
     from halocm.painting import paint_cli
 
     cfg = _config(params, set_)
-    typer.echo(paint_cli(cfg, model=model, dmo=dmo, halos=halos, box_size=box_size, out=out,
-                         steps=steps, realizations=realizations, mass_min=mass_min,
-                         batch_size=batch_size))
+    typer.echo(
+        paint_cli(
+            cfg,
+            model=model,
+            dmo=dmo,
+            halos=halos,
+            box_size=box_size,
+            out=out,
+            steps=steps,
+            realizations=realizations,
+            mass_min=mass_min,
+            batch_size=batch_size,
+        )
+    )
 
 
 @app.command()
 @one_line_errors
-def ui(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None,
-       port: int = typer.Option(5000)) -> None:
+def ui(
+    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, port: int = typer.Option(5000)
+) -> None:
     """Start the MLflow UI on 127.0.0.1 for this project's runs."""
     from halocm.tracking import serve_ui
 

@@ -35,8 +35,13 @@ class EDMObjective:
 
     def loss(self, x0, cond, params, step: int) -> torch.Tensor:
         return losses.edm_loss(
-            self.denoiser, x0, cond, params,
-            p_mean=self.p_mean, p_std=self.p_std, sigma_data=self.sigma_data,
+            self.denoiser,
+            x0,
+            cond,
+            params,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            sigma_data=self.sigma_data,
         )
 
     def after_step(self, step: int) -> None:
@@ -84,8 +89,15 @@ class CTObjective:
                 self.student, target, x0, cond, params, sigmas=sigmas, distance=distance
             )
         return losses.cd_loss(
-            self.student, target, self.teacher, x0, cond, params,
-            sigmas=sigmas, distance=distance, solver=self.cfg.train.cd_solver,
+            self.student,
+            target,
+            self.teacher,
+            x0,
+            cond,
+            params,
+            sigmas=sigmas,
+            distance=distance,
+            solver=self.cfg.train.cd_solver,
         )
 
     def after_step(self, step: int) -> None:
@@ -106,8 +118,14 @@ class ICTObjective:
         n = schedules.ict_n_steps(step, self.total_steps, t.ict_n_min, t.ict_n_max)
         sigmas = schedules.karras_sigmas(n, d.sigma_min, d.sigma_max, d.rho, device=x0.device)
         return losses.ict_loss(
-            self.student, x0, cond, params, sigmas=sigmas,
-            p_mean=t.ict_p_mean, p_std=t.ict_p_std, distance=losses.pseudo_huber_distance,
+            self.student,
+            x0,
+            cond,
+            params,
+            sigmas=sigmas,
+            p_mean=t.ict_p_mean,
+            p_std=t.ict_p_std,
+            distance=losses.pseudo_huber_distance,
         )
 
     def after_step(self, step: int) -> None:
@@ -127,8 +145,14 @@ class ECTObjective:
         t = self.cfg.train
         ratio = schedules.ect_gap_ratio(step, self.total_steps, t.ect_stages, t.ect_q)
         return losses.ect_loss(
-            self.student, x0, cond, params, ratio=ratio, p_mean=t.ect_p_mean,
-            p_std=t.ect_p_std, sigma_min=self.cfg.diffusion.sigma_min,
+            self.student,
+            x0,
+            cond,
+            params,
+            ratio=ratio,
+            p_mean=t.ect_p_mean,
+            p_std=t.ect_p_std,
+            sigma_min=self.cfg.diffusion.sigma_min,
             distance=losses.get_distance(t.loss),
         )
 

@@ -17,9 +17,15 @@ from halocm.config import Config
 ORDER = ("generate", "prepare", "pretrain", "train", "evaluate", "register")
 SRC = Path(__file__).resolve().parent
 
-TRAIN_LOOP_KEYS = ("train.optimizer", "train.weight_decay", "train.grad_clip",
-                   "train.checkpoint_every", "train.val_every", "train.val_batches",
-                   "train.batch_size")
+TRAIN_LOOP_KEYS = (
+    "train.optimizer",
+    "train.weight_decay",
+    "train.grad_clip",
+    "train.checkpoint_every",
+    "train.val_every",
+    "train.val_batches",
+    "train.batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -40,17 +46,23 @@ def _models(cfg: Config, *names: str) -> list[Path]:
 
 STAGES: dict[str, Stage] = {
     "generate": Stage(
-        params=("seed", "simulator"), deps=lambda cfg: [],
+        params=("seed", "simulator"),
+        deps=lambda cfg: [],
         outs=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"],
     ),
     "prepare": Stage(
-        params=("seed", "data"), deps=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"]
-        if cfg.data.source == "synthetic" else [Path(cfg.data.path)],
+        params=("seed", "data"),
+        deps=lambda cfg: (
+            [cfg.paths.raw_dir / "synthetic.npz"]
+            if cfg.data.source == "synthetic"
+            else [Path(cfg.data.path)]
+        ),
         outs=_processed,
     ),
     "pretrain": Stage(
         params=("seed", "device", "model", "diffusion", "pretrain", *TRAIN_LOOP_KEYS),
-        deps=_processed, outs=lambda cfg: _models(cfg, "denoiser.pt"),
+        deps=_processed,
+        outs=lambda cfg: _models(cfg, "denoiser.pt"),
     ),
     "train": Stage(
         params=("seed", "device", "model", "diffusion", "train", "sample", "pretrain"),
@@ -60,13 +72,17 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage(
         params=("seed", "device", "evaluate", "sample"),
         deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt", "consistency.pt"),
-        outs=lambda cfg: [cfg.paths.metrics_dir / "benchmark.json",
-                          cfg.paths.metrics_dir / "headline.json"],
+        outs=lambda cfg: [
+            cfg.paths.metrics_dir / "benchmark.json",
+            cfg.paths.metrics_dir / "headline.json",
+        ],
     ),
     "register": Stage(
         params=("tracking",),
-        deps=lambda cfg: [*_models(cfg, "consistency.pt"),
-                          cfg.paths.metrics_dir / "benchmark.json"],
+        deps=lambda cfg: [
+            *_models(cfg, "consistency.pt"),
+            cfg.paths.metrics_dir / "benchmark.json",
+        ],
         outs=lambda cfg: [cfg.paths.metrics_dir / "registry.json"],
     ),
 }
@@ -204,15 +220,17 @@ def summary(cfg: Config) -> str:
     registry = cfg.paths.metrics_dir / "registry.json"
     if registry.is_file():
         reg = json.loads(registry.read_text())
-        lines.append(f"registry   {reg['model']} version {reg['version']} @{reg['alias']} "
-                     f"({reg['gate']})")
+        lines.append(
+            f"registry   {reg['model']} version {reg['version']} @{reg['alias']} ({reg['gate']})"
+        )
     lines.append("")
     lines.append(f"{'':22s}" + "".join(f"{c:>20s}" for c in bench["channels"]) + "     ms/map")
     for key, row in rows.items():
         label = f"{key[0]} {key[1]}" if key[1] else key[0]
         cells = "".join(
             f"{_num(row['channels'][c]['pk_err']):>9s} /{_num(row['channels'][c]['rk_err']):>9s}"
-            for c in bench["channels"])
+            for c in bench["channels"]
+        )
         lines.append(f"{label:22s}{cells}{row['ms_per_map']:11.3f}")
     lines.append("(pk_err / rk_err per channel; lower is better)")
     return "\n".join(lines)

@@ -46,7 +46,6 @@ def sample_batch(
     z = per_sample_randn(shape, generators, device=cond.device)
     if kind == "consistency":
         sigmas = consistency_step_sigmas(n_steps, d.sigma_max, cfg.sample.intermediate_sigmas)
-        return consistency_sample(net, z, sigmas, cond=cond, params=params,
-                                  generators=generators)
+        return consistency_sample(net, z, sigmas, cond=cond, params=params, generators=generators)
     sigmas = edm_sampling_sigmas(n_steps, d.sigma_min, d.sigma_max, d.rho).to(cond.device)
     return edm_heun_sample(net, z, sigmas, cond=cond, params=params)

@@ -180,8 +180,9 @@ def _log_params(run_id: str, cfg: Config) -> None:
 
 
 @contextlib.contextmanager
-def child_run(cfg: Config, name: str, parent_run_id: str | None,
-              tags: dict[str, str] | None = None) -> Iterator[StageLog]:
+def child_run(
+    cfg: Config, name: str, parent_run_id: str | None, tags: dict[str, str] | None = None
+) -> Iterator[StageLog]:
     """A run made through the client, not the fluent API: it never becomes the thread's
     active run, so stages (pipeline parent) or Optuna trials (tune children) can open theirs."""
     if not cfg.tracking.enabled:
@@ -230,8 +231,9 @@ def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
     Returns (passes thresholds, score = mean over channels of pk_err + rk_err, reason).
     """
     t = cfg.tracking
-    rows = [r for r in bench["results"]
-            if r["sampler"] == "consistency" and r["steps"] == t.gate_steps]
+    rows = [
+        r for r in bench["results"] if r["sampler"] == "consistency" and r["steps"] == t.gate_steps
+    ]
     if not rows:
         return False, float("inf"), f"no consistency row at {t.gate_steps} steps"
     channels = rows[0]["channels"]
@@ -240,11 +242,15 @@ def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
     failures = [
         f"{name}: pk_err {m['pk_err']}, rk_err {m['rk_err']}"
         for name, m in channels.items()
-        if not (finite[name] and m["pk_err"] <= t.gate_max_pk_err
-                and m["rk_err"] <= t.gate_max_rk_err)
+        if not (
+            finite[name] and m["pk_err"] <= t.gate_max_pk_err and m["rk_err"] <= t.gate_max_rk_err
+        )
     ]
-    score = (float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
-             if all(finite.values()) else float("inf"))
+    score = (
+        float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
+        if all(finite.values())
+        else float("inf")
+    )
     if failures:
         return False, score, "above the gate: " + "; ".join(failures)
     return True, score, "within the gate"
@@ -265,9 +271,15 @@ def register(cfg: Config) -> str:
 
     bench = json.loads((cfg.paths.metrics_dir / "benchmark.json").read_text())
     passes, score, reason = gate(cfg, bench)
-    result = {"model": cfg.tracking.model_name, "version": None, "alias": None,
-              "gate_passed": passes, "gate_score": score, "gate": reason,
-              "previous_champion_score": None}
+    result = {
+        "model": cfg.tracking.model_name,
+        "version": None,
+        "alias": None,
+        "gate_passed": passes,
+        "gate_score": score,
+        "gate": reason,
+        "previous_champion_score": None,
+    }
     if not cfg.tracking.enabled:
         write_json(cfg.paths.metrics_dir / "registry.json", result)
         return f"tracking disabled: nothing registered (gate: {reason})"
@@ -280,22 +292,24 @@ def register(cfg: Config) -> str:
     name = cfg.tracking.model_name
     with stage_run(cfg, "register") as log:
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).with_name("mlflow_model.py")),
-            artifacts={"checkpoint": str(checkpoint)}, signature=signature,
-            input_example=example, pip_requirements=_requirements(),
+            name="model",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
         )
         log.metrics({"gate_score": score, "gate_passed": float(passes)}, 0)
-        version = mlflow.register_model(info.model_uri, name,
-                                        tags={"gate_score": repr(score),
-                                              "gate": reason, "mode": gen.mode})
+        version = mlflow.register_model(
+            info.model_uri, name, tags={"gate_score": repr(score), "gate": reason, "mode": gen.mode}
+        )
     client = mlflow.MlflowClient()
     champion = _champion_score(client, name)
     alias = CHAMPION if passes and (champion is None or score < champion) else CHALLENGER
     client.set_registered_model_alias(name, alias, version.version)
     result.update(version=int(version.version), alias=alias, previous_champion_score=champion)
     write_json(cfg.paths.metrics_dir / "registry.json", result)
-    return (f"registered {name} version {version.version} as @{alias} "
-            f"(score {score:.4f}; {reason})")
+    return f"registered {name} version {version.version} as @{alias} (score {score:.4f}; {reason})"
 
 
 def _champion_score(client, name: str) -> float | None:
@@ -311,24 +325,39 @@ def _input_example(cfg: Config, gen) -> dict[str, np.ndarray]:
     from halocm.data.normalize import denormalize_condition, denormalize_params
 
     test = load_split(cfg.paths.processed_dir / "test.npz")
-    example = {"condition": np.asarray(
-        denormalize_condition(test["condition"][:2], gen.stats), dtype=np.float32)}
+    example = {
+        "condition": np.asarray(
+            denormalize_condition(test["condition"][:2], gen.stats), dtype=np.float32
+        )
+    }
     if gen.shapes.n_params:
-        example["params"] = np.asarray(denormalize_params(test["params"][:2], gen.stats),
-                                       dtype=np.float32)
+        example["params"] = np.asarray(
+            denormalize_params(test["params"][:2], gen.stats), dtype=np.float32
+        )
     return example
 
 
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"torch=={version('torch')}", f"numpy=={version('numpy')}",
-            f"mlflow=={version('mlflow')}", f"pydantic=={version('pydantic')}"]
+    return [
+        f"torch=={version('torch')}",
+        f"numpy=={version('numpy')}",
+        f"mlflow=={version('mlflow')}",
+        f"pydantic=={version('pydantic')}",
+    ]
 
 
 def serve_ui(cfg: Config, port: int = 5000) -> None:
     """`mlflow ui` bound to loopback on this project's store."""
-    cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(cfg),
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(cfg),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     subprocess.run(cmd, check=False)
-

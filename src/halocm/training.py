@@ -136,8 +136,15 @@ def fit(
         save_checkpoint(checkpoint_path, state)
 
     net.train()
-    bar = tqdm(range(start, settings.steps), desc=desc, initial=start, total=settings.steps,
-               mininterval=2.0, dynamic_ncols=True, disable=not group.is_main)
+    bar = tqdm(
+        range(start, settings.steps),
+        desc=desc,
+        initial=start,
+        total=settings.steps,
+        mininterval=2.0,
+        dynamic_ncols=True,
+        disable=not group.is_main,
+    )
     t0, last_good = time.perf_counter(), start
     for step in bar:
         x0, cond, params = group.shard(batches.at_step(step))
@@ -170,8 +177,11 @@ def fit(
             net.train()
         if log_metrics is not None and group.is_main:
             log_metrics(metrics, done)
-        bar.set_postfix(refresh=False, loss=f"{metrics['loss']:.4f}",
-                        it_s=f"{(done - start) / (time.perf_counter() - t0):.1f}")
+        bar.set_postfix(
+            refresh=False,
+            loss=f"{metrics['loss']:.4f}",
+            it_s=f"{(done - start) / (time.perf_counter() - t0):.1f}",
+        )
         if done % settings.checkpoint_every == 0 or done == settings.steps:
             if group.is_main:
                 write_checkpoint(done)
@@ -226,9 +236,16 @@ def _restore(path: Path, net, ema, objective, optimizer) -> int:
 def _settings(cfg: Config, *, steps: int, batch_size: int, lr: float, ema_decay: float):
     t = cfg.train
     return TrainSettings(
-        steps=steps, batch_size=batch_size, lr=lr, optimizer=t.optimizer,
-        weight_decay=t.weight_decay, grad_clip=t.grad_clip, ema_decay=ema_decay,
-        checkpoint_every=t.checkpoint_every, val_every=t.val_every, seed=cfg.seed,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        ema_decay=ema_decay,
+        checkpoint_every=t.checkpoint_every,
+        val_every=t.val_every,
+        seed=cfg.seed,
     )
 
 
@@ -301,20 +318,30 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
     final = denoiser_path(cfg)
     _write_config(final, cfg)
     fit(
-        objective=objective, net=denoiser,
+        objective=objective,
+        net=denoiser,
         batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed),
-        settings=_settings(cfg, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
-                           ema_decay=p.ema_decay),
+        settings=_settings(
+            cfg, steps=p.steps, batch_size=p.batch_size, lr=p.lr, ema_decay=p.ema_decay
+        ),
         checkpoint_path=_last_path(final),
-        checkpoint_extra=_checkpoint_extra(cfg, "denoiser", stats, shapes), resume=resume,
-        validate=_denoiser_validation(cfg, val), log_metrics=log_metrics, desc="pretrain",
+        checkpoint_extra=_checkpoint_extra(cfg, "denoiser", stats, shapes),
+        resume=resume,
+        validate=_denoiser_validation(cfg, val),
+        log_metrics=log_metrics,
+        desc="pretrain",
     )
     return _finalise(_last_path(final), final, cfg)
 
 
 @_distributed
-def train(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = None,
-          on_step: Callable[[int], None] | None = None) -> Path:
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    log_metrics: MetricsFn | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Path:
     """Consistency training (`train.mode`: ct, ict, cd, ect) → models/consistency.pt."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
@@ -330,14 +357,23 @@ def train(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = 
     final = consistency_path(cfg)
     _write_config(final, cfg)
     fit(
-        objective=objective, net=student,
+        objective=objective,
+        net=student,
         batches=Batches(*train_data, batch_size=cfg.train.batch_size, seed=cfg.seed),
-        settings=_settings(cfg, steps=cfg.train.steps, batch_size=cfg.train.batch_size,
-                           lr=cfg.train.lr, ema_decay=cfg.train.inference_ema_decay),
+        settings=_settings(
+            cfg,
+            steps=cfg.train.steps,
+            batch_size=cfg.train.batch_size,
+            lr=cfg.train.lr,
+            ema_decay=cfg.train.inference_ema_decay,
+        ),
         checkpoint_path=_last_path(final),
-        checkpoint_extra=_checkpoint_extra(cfg, "consistency", stats, shapes), resume=resume,
-        validate=_consistency_validation(cfg, val, stats), log_metrics=log_metrics,
-        on_step=on_step, desc=f"train[{cfg.train.mode}]",
+        checkpoint_extra=_checkpoint_extra(cfg, "consistency", stats, shapes),
+        resume=resume,
+        validate=_consistency_validation(cfg, val, stats),
+        log_metrics=log_metrics,
+        on_step=on_step,
+        desc=f"train[{cfg.train.mode}]",
     )
     return _finalise(_last_path(final), final, cfg)
 
@@ -383,8 +419,16 @@ def _denoiser_validation(cfg: Config, val):
         ema.eval()
         # A fixed generator: every validation sees the same noise, so values are comparable.
         gen = torch.Generator(device=x0.device).manual_seed(cfg.seed)
-        loss = edm_loss(ema, x0, cond, params, p_mean=p.p_mean, p_std=p.p_std,
-                        sigma_data=cfg.diffusion.sigma_data, generator=gen)
+        loss = edm_loss(
+            ema,
+            x0,
+            cond,
+            params,
+            p_mean=p.p_mean,
+            p_std=p.p_std,
+            sigma_data=cfg.diffusion.sigma_data,
+            generator=gen,
+        )
         return {"val_loss": loss.mean().item()}
 
     return validate
@@ -402,4 +446,3 @@ def _consistency_validation(cfg: Config, val, stats: NormStats):
         return sample_quality(cfg, ema, x0, cond, params, stats, prefix="val_")
 
     return validate
-

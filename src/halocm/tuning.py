@@ -41,7 +41,9 @@ def _rdb_storage(url: str, attempts: int = 5):
 
     def connect():
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=60, grace_period=180,
+            url,
+            heartbeat_interval=60,
+            grace_period=180,
             heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
         )
 
@@ -65,8 +67,12 @@ def suggest(trial: optuna.Trial, cfg: Config) -> dict:
 
 def trial_config(cfg: Config, values: dict, models_dir: Path) -> Config:
     raw = cfg.to_dict()
-    raw["train"].update(values, steps=cfg.tune.train_steps, val_every=cfg.tune.report_every,
-                        checkpoint_every=cfg.tune.train_steps)
+    raw["train"].update(
+        values,
+        steps=cfg.tune.train_steps,
+        val_every=cfg.tune.report_every,
+        checkpoint_every=cfg.tune.train_steps,
+    )
     raw["paths"]["models_dir"] = str(models_dir)
     raw["tracking"]["enabled"] = False  # the trial's own MLflow run is opened by `objective`
     return config_from_dict(raw, source="trial config")
@@ -109,7 +115,8 @@ def _trial_run(cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: st
             from mlflow.entities import Param
 
             mlflow.MlflowClient().log_batch(
-                log.run_id, params=[Param(k, str(v)) for k, v in values.items()])
+                log.run_id, params=[Param(k, str(v)) for k, v in values.items()]
+            )
         try:
             yield log.metrics
         except optuna.TrialPruned:
@@ -120,24 +127,34 @@ def _trial_run(cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: st
             raise
 
 
-def tune(cfg: Config, *, n_trials: int | None = None, storage: str | None = None,
-         study_name: str | None = None) -> str:
+def tune(
+    cfg: Config,
+    *,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> str:
     """Run `n_trials` trials in this process (start several processes for parallel workers)."""
     storage_spec = storage or cfg.tune.storage
     name = study_name or cfg.tune.study_name
     store = open_storage(storage_spec)
     study = optuna.create_study(
-        study_name=name, storage=store, direction="minimize", load_if_exists=True,
-        pruner=optuna.pruners.PercentilePruner(cfg.tune.prune_percentile,
-                                               n_startup_trials=cfg.tune.prune_startup_trials),
+        study_name=name,
+        storage=store,
+        direction="minimize",
+        load_if_exists=True,
+        pruner=optuna.pruners.PercentilePruner(
+            cfg.tune.prune_percentile, n_startup_trials=cfg.tune.prune_startup_trials
+        ),
     )
     # Workers joining one study should not replay the same random start-up points.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
     from halocm.tracking import stage_run
 
     with stage_run(cfg, "tune") as log:
-        study.optimize(make_objective(cfg, log.run_id), n_trials=n_trials or cfg.tune.n_trials,
-                       catch=())
+        study.optimize(
+            make_objective(cfg, log.run_id), n_trials=n_trials or cfg.tune.n_trials, catch=()
+        )
     return write_best(cfg, study)
 
 
@@ -149,11 +166,16 @@ def write_best(cfg: Config, study: optuna.Study) -> str:
     best = study.best_trial
     raw = cfg.to_dict()
     raw["train"].update({k: best.params[k] for k in TUNED_KEYS if k in best.params})
-    header = (f"# Written by `halocm tune`: study {study.study_name}, best trial "
-              f"{best.number} (val_score {best.value:.4g}).\n")
+    header = (
+        f"# Written by `halocm tune`: study {study.study_name}, best trial "
+        f"{best.number} (val_score {best.value:.4g}).\n"
+    )
     write_text(cfg.tune.output, header + yaml.safe_dump(raw, sort_keys=False))
-    counts = {s.name.lower(): sum(t.state == s for t in study.trials)
-              for s in optuna.trial.TrialState}
+    counts = {
+        s.name.lower(): sum(t.state == s for t in study.trials) for s in optuna.trial.TrialState
+    }
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    return (f"study {study.study_name}: {summary}; best trial {best.number} "
-            f"val_score {best.value:.4g} {best.params} → {cfg.tune.output}")
+    return (
+        f"study {study.study_name}: {summary}; best trial {best.number} "
+        f"val_score {best.value:.4g} {best.params} → {cfg.tune.output}"
+    )

@@ -42,8 +42,7 @@ def load_test_set(cfg: Config, stats: NormStats) -> TestSet:
     split = load_split(cfg.paths.processed_dir / "test.npz")
     n = min(cfg.evaluate.n_maps, len(split["target"]))
     target = np.asarray(denormalize_target(split["target"][:n].astype(np.float64), stats))
-    condition = np.asarray(denormalize_condition(split["condition"][:n].astype(np.float64),
-                                                 stats))
+    condition = np.asarray(denormalize_condition(split["condition"][:n].astype(np.float64), stats))
     res = target.shape[-1]
     r200 = split.get("r200")
     truth = split.get("truth_realizations")
@@ -91,8 +90,9 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def time_sampler(gen: Generator, test: TestSet, n_steps: int, repeats: int,
-                 timing_batch: int) -> float:
+def time_sampler(
+    gen: Generator, test: TestSet, n_steps: int, repeats: int, timing_batch: int
+) -> float:
     """Milliseconds per map: median over repeats of one batch, after a warm-up call."""
     b = min(len(test.target), gen.config.sample.batch_size, timing_batch)
     cond, params = test.cond_norm[:b], test.params_norm[:b]
@@ -117,9 +117,15 @@ def draw(gen: Generator, test: TestSet, n_steps: int, n_realizations: int, seed:
     for r in range(n_realizations):
         for lo in range(0, n, b):
             idx = range(lo, min(lo + b, n))
-            y = gen.sample_normalized(test.cond_norm[lo:idx.stop], test.params_norm[lo:idx.stop],
-                                      n_steps=n_steps, seed=seed, indices=idx, realization=r)
-            out[lo:idx.stop, r] = denormalize_target(y.cpu().double().numpy(), gen.stats)
+            y = gen.sample_normalized(
+                test.cond_norm[lo : idx.stop],
+                test.params_norm[lo : idx.stop],
+                n_steps=n_steps,
+                seed=seed,
+                indices=idx,
+                realization=r,
+            )
+            out[lo : idx.stop, r] = denormalize_target(y.cpu().double().numpy(), gen.stats)
     return out
 
 
@@ -131,8 +137,9 @@ def evaluate(cfg: Config) -> Path:
     test = load_test_set(cfg, stats)
     rows, examples = [], {}
     jobs = [("consistency", s) for s in ev.steps]
-    teacher = load_model(denoiser_path(cfg), device=cfg.device) if denoiser_path(
-        cfg).is_file() else None
+    teacher = (
+        load_model(denoiser_path(cfg), device=cfg.device) if denoiser_path(cfg).is_file() else None
+    )
     if teacher is not None:
         jobs.append(("teacher", ev.teacher_steps))
 
@@ -141,12 +148,17 @@ def evaluate(cfg: Config) -> Path:
         # Calibration needs several realisations: affordable for the few-step student only.
         n_real = ev.n_realizations if sampler == "consistency" and steps <= 2 else 1
         samples = draw(gen, test, steps, n_real, seed=cfg.seed)
-        rows.append({
-            "sampler": sampler, "steps": steps, "nfe": gen.nfe(steps),
-            "ms_per_map": time_sampler(gen, test, steps, ev.timing_repeats, ev.timing_batch),
-            "n_maps": len(test.target), "n_realizations": n_real,
-            "channels": score_channels(samples[:, 0], test, samples),
-        })
+        rows.append(
+            {
+                "sampler": sampler,
+                "steps": steps,
+                "nfe": gen.nfe(steps),
+                "ms_per_map": time_sampler(gen, test, steps, ev.timing_repeats, ev.timing_batch),
+                "n_maps": len(test.target),
+                "n_realizations": n_real,
+                "channels": score_channels(samples[:, 0], test, samples),
+            }
+        )
         examples[f"{sampler}_{steps}"] = samples[:, 0]
 
     fractions = mean_channel_fractions(cfg, stats)
@@ -190,6 +202,12 @@ def headline(bench: dict) -> dict[str, dict[str, float]]:
 
 
 def _fixed_row(name: str, maps: np.ndarray, test: TestSet) -> dict:
-    return {"sampler": name, "steps": 0, "nfe": 0, "ms_per_map": 0.0,
-            "n_maps": len(test.target), "n_realizations": 1,
-            "channels": score_channels(maps, test)}
+    return {
+        "sampler": name,
+        "steps": 0,
+        "nfe": 0,
+        "ms_per_map": 0.0,
+        "n_maps": len(test.target),
+        "n_realizations": 1,
+        "channels": score_channels(maps, test),
+    }

@@ -30,12 +30,23 @@ def sample_quality(
     """
     n_steps = n_steps or cfg.train.n_sampling_steps
     gens = make_generators(cfg.seed, range(len(x0)), 0, x0.device)
-    gen = sample_batch(net, "consistency", cond, params, n_steps=n_steps, cfg=cfg,
-                       generators=gens, out_channels=x0.shape[1])
+    gen = sample_batch(
+        net,
+        "consistency",
+        cond,
+        params,
+        n_steps=n_steps,
+        cfg=cfg,
+        generators=gens,
+        out_channels=x0.shape[1],
+    )
     gen = np.asarray(denormalize_target(gen.float().cpu().numpy(), stats), dtype=np.float64)
     true = np.asarray(denormalize_target(x0.float().cpu().numpy(), stats), dtype=np.float64)
     pk = [pk_error(gen[:, c], true[:, c], stats.box_size) for c in range(gen.shape[1])]
     rk = [rk_error(gen[:, c], true[:, c], stats.box_size) for c in range(gen.shape[1])]
     pk_mean, rk_mean = float(np.mean(pk)), float(np.mean(rk))
-    return {f"{prefix}pk_err": pk_mean, f"{prefix}rk_err": rk_mean,
-            f"{prefix}score": pk_mean + rk_mean}
+    return {
+        f"{prefix}pk_err": pk_mean,
+        f"{prefix}rk_err": rk_mean,
+        f"{prefix}score": pk_mean + rk_mean,
+    }

@@ -20,8 +20,11 @@ HEADLINE = ("pk_err", "rk_err", "ssim", "psnr", "pdf_dist", "mass_bias", "mass_s
 def row_label(row: dict) -> str:
     if row["sampler"] in ("baseline", "oracle"):
         return row["sampler"]
-    return f"{row['sampler']} {row['steps']}-step" if row["sampler"] == "consistency" else (
-        f"teacher Heun {row['steps']}")
+    return (
+        f"{row['sampler']} {row['steps']}-step"
+        if row["sampler"] == "consistency"
+        else (f"teacher Heun {row['steps']}")
+    )
 
 
 def results_table(result: dict) -> pd.DataFrame:
@@ -29,10 +32,16 @@ def results_table(result: dict) -> pd.DataFrame:
     records = []
     for row in result["results"]:
         for channel, values in row["channels"].items():
-            records.append({"sampler": row_label(row), "nfe": row["nfe"],
-                            "ms_per_map": row["ms_per_map"], "channel": channel,
-                            **{k: _number(values.get(k)) for k in HEADLINE},
-                            **{k: v for k, v in values.items() if k.startswith("coverage")}})
+            records.append(
+                {
+                    "sampler": row_label(row),
+                    "nfe": row["nfe"],
+                    "ms_per_map": row["ms_per_map"],
+                    "channel": channel,
+                    **{k: _number(values.get(k)) for k in HEADLINE},
+                    **{k: v for k, v in values.items() if k.startswith("coverage")},
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -89,8 +98,10 @@ def write_plots(cfg: Config, result: dict, test, examples: dict[str, np.ndarray]
     _save_csv(metrics_dir / "pk_ratio.csv", spectra)
     _pk_plot(reports / "pk_ratio.png", spectra, test.channel_names)
     quality = results_table(result)
-    _save_csv(metrics_dir / "quality_vs_nfe.csv",
-              quality[quality.sampler.str.startswith(("consistency", "teacher"))])
+    _save_csv(
+        metrics_dir / "quality_vs_nfe.csv",
+        quality[quality.sampler.str.startswith(("consistency", "teacher"))],
+    )
     _quality_plot(reports / "quality_vs_nfe.png", quality, test.channel_names)
     _speed_plot(reports / "speed_vs_nfe.png", quality)
 
@@ -101,12 +112,18 @@ def _save_csv(path, df: pd.DataFrame) -> None:
 
 
 def _sample_grid(path, test, examples: dict[str, np.ndarray], n_maps: int = 3) -> None:
-    keys = [k for k in examples if k in ("consistency_1", "consistency_2", "oracle")
-            or k.startswith("teacher")]
+    keys = [
+        k
+        for k in examples
+        if k in ("consistency_1", "consistency_2", "oracle") or k.startswith("teacher")
+    ]
     cols = ["truth", *keys]
     channels = test.channel_names
-    fig, axes = plt.subplots(n_maps * len(channels), len(cols) + 1,
-                             figsize=(1.9 * (len(cols) + 1), 1.9 * n_maps * len(channels)))
+    fig, axes = plt.subplots(
+        n_maps * len(channels),
+        len(cols) + 1,
+        figsize=(1.9 * (len(cols) + 1), 1.9 * n_maps * len(channels)),
+    )
     for i in range(n_maps):
         for c, name in enumerate(channels):
             r = i * len(channels) + c
@@ -138,8 +155,16 @@ def _spectra_table(test, examples: dict[str, np.ndarray]) -> pd.DataFrame:
             _, p_true = metrics.power_spectrum(d_true, test.box_size)
             _, r = metrics.correlation_coefficient(d_gen, d_true, test.box_size)
             ratio = p_gen.reshape(-1, len(k)).mean(0) / p_true.reshape(-1, len(k)).mean(0)
-            records += [{"sampler": key, "channel": name, "k": float(kk), "pk_ratio": float(q),
-                         "r": float(rr)} for kk, q, rr in zip(k, ratio, r, strict=True)]
+            records += [
+                {
+                    "sampler": key,
+                    "channel": name,
+                    "k": float(kk),
+                    "pk_ratio": float(q),
+                    "r": float(rr),
+                }
+                for kk, q, rr in zip(k, ratio, r, strict=True)
+            ]
     return pd.DataFrame.from_records(records)
 
 
@@ -162,8 +187,11 @@ def _pk_plot(path, spectra: pd.DataFrame, channels: list[str]) -> None:
         ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Power-spectrum ratio and cross-correlation with the truth "
-                 "(dotted: k_Nyq/2, the limit of pk_err and rk_err)", fontsize=10)
+    fig.suptitle(
+        "Power-spectrum ratio and cross-correlation with the truth "
+        "(dotted: k_Nyq/2, the limit of pk_err and rk_err)",
+        fontsize=10,
+    )
     _save(fig, path)
 
 
@@ -186,8 +214,9 @@ def _quality_plot(path, table: pd.DataFrame, channels: list[str]) -> None:
         ax.set_xlabel("network evaluations per map")
         ax.set_ylabel(key)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Quality versus NFE (squares: teacher; dotted: teacher, baseline, oracle)",
-                 fontsize=9)
+    fig.suptitle(
+        "Quality versus NFE (squares: teacher; dotted: teacher, baseline, oracle)", fontsize=9
+    )
     _save(fig, path)
 
 
