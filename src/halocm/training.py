@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from halocm.config import Config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
 from halocm.distributed import Group, is_main_process, process_group, rank_seed
-from halocm.io import write_json
+from halocm.io import atomic_path, write_json
 from halocm.models import DataShapes, build_network, network_from_checkpoint, update_ema
 from halocm.objectives import EDMObjective, consistency_objective
 from halocm.runtime import resolve_device, seed_everything
@@ -280,12 +281,12 @@ def _last_path(final: Path) -> Path:
     return final.parent / "checkpoints" / f"{final.stem}-last.pt"
 
 
-def _finalise(last: Path, final: Path, cfg: Config) -> Path:
-    """Publish the finished run: the last checkpoint becomes the stage output (rank 0)."""
+def _finalise(last: Path, final: Path) -> Path:
+    """Publish the finished run: the last checkpoint becomes the stage output (rank 0).
+    The resolved config was written beside it before training started."""
     if is_main_process():
-        ckpt = load_checkpoint(last)
-        save_checkpoint(final, ckpt)
-        write_json(final.with_suffix(".config.json"), cfg.to_dict())
+        with atomic_path(final) as tmp:
+            shutil.copyfile(last, tmp)
     return final
 
 
@@ -331,7 +332,7 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
         log_metrics=log_metrics,
         desc="pretrain",
     )
-    return _finalise(_last_path(final), final, cfg)
+    return _finalise(_last_path(final), final)
 
 
 @_distributed
@@ -375,7 +376,7 @@ def train(
         on_step=on_step,
         desc=f"train[{cfg.train.mode}]",
     )
-    return _finalise(_last_path(final), final, cfg)
+    return _finalise(_last_path(final), final)
 
 
 def _load_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
