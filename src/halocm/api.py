@@ -132,36 +132,12 @@ class Generator:
             out_channels=self.shapes.target_channels,
         )
 
-    def paint(
-        self,
-        dmo,
-        catalog,
-        *,
-        box_size: float,
-        n_steps: int = 1,
-        n_realizations: int = 1,
-        mass_min: float | None = None,
-        batch_size: int | None = None,
-        seed: int = 0,
-        progress: bool = False,
-        **options,
-    ):
-        """Paint every halo of a whole DMO box (DESIGN.md §7); see `halocm.painting`."""
+    def paint(self, dmo, catalog, **kwargs):
+        """Paint every halo of a whole DMO box (DESIGN.md §7): `paint_with_model(self, ...)`,
+        whose keywords (box_size, n_steps, n_realizations, mass_min, ...) it takes."""
         from halocm.painting import paint_with_model
 
-        return paint_with_model(
-            self,
-            dmo,
-            catalog,
-            box_size=box_size,
-            n_steps=n_steps,
-            n_realizations=n_realizations,
-            mass_min=mass_min,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
-            **options,
-        )
+        return paint_with_model(self, dmo, catalog, **kwargs)
 
 
 def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:
