@@ -51,6 +51,15 @@ TINY_PARAMS = {
 }
 
 
+TINY_TUNE = {
+    "train_steps": 6,
+    "report_every": 2,
+    "ct_n_steps": [4, 12],
+    "prune_percentile": 10.0,
+    "prune_startup_trials": 1,
+}
+
+
 def write_params(directory: Path, params: dict) -> Path:
     """params.yaml with relative paths resolved inside `directory`."""
     path = directory / "params.yaml"

@@ -14,6 +14,10 @@ def _run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def _sample(model, condition, out, *extra):
+    return _run("sample", "--model", model, "--condition", condition, "--out", out, *extra)
+
+
 def test_train_then_sample_from_the_command_line(project, tmp_path):
     params = project / "params.yaml"
     result = _run("train", "--params", params, "--set", "train.steps=2")
@@ -22,13 +26,9 @@ def test_train_then_sample_from_the_command_line(project, tmp_path):
     cond = np.full((2, 1, 16, 16), 1e9)
     np.savez(tmp_path / "c.npz", condition=cond, params=np.full((2, 2), 0.5))
     out = tmp_path / "o.npz"
-    result = _run(
-        "sample",
-        "--model",
+    result = _sample(
         project / "models/consistency.pt",
-        "--condition",
         tmp_path / "c.npz",
-        "--out",
         out,
         "--steps",
         2,
@@ -53,41 +53,17 @@ def test_bad_config_value_is_one_line(project):
 
 def test_sample_with_wrong_channels_is_one_line(project, tmp_path):
     np.savez(tmp_path / "c.npz", condition=np.ones((2, 3, 16, 16)), params=np.ones((2, 2)))
-    result = _run(
-        "sample",
-        "--model",
-        project / "models/denoiser.pt",
-        "--condition",
-        tmp_path / "c.npz",
-        "--out",
-        tmp_path / "o.npz",
-    )
+    result = _sample(project / "models/denoiser.pt", tmp_path / "c.npz", tmp_path / "o.npz")
     assert result.exit_code == 2
     assert "condition: 3 channels, the model takes 1" in result.output
     assert not (tmp_path / "o.npz").exists()
 
 
 def test_missing_files_are_one_line(project, tmp_path):
-    result = _run(
-        "sample",
-        "--model",
-        tmp_path / "none.pt",
-        "--condition",
-        tmp_path / "c.npz",
-        "--out",
-        tmp_path / "o.npz",
-    )
+    result = _sample(tmp_path / "none.pt", tmp_path / "c.npz", tmp_path / "o.npz")
     assert result.exit_code == 2
     assert "none.pt: checkpoint not found" in result.output
     (tmp_path / "c.npz").write_text("not an npz")
-    result = _run(
-        "sample",
-        "--model",
-        project / "models/denoiser.pt",
-        "--condition",
-        tmp_path / "c.npz",
-        "--out",
-        tmp_path / "o.npz",
-    )
+    result = _sample(project / "models/denoiser.pt", tmp_path / "c.npz", tmp_path / "o.npz")
     assert result.exit_code == 2
     assert "c.npz: not a readable .npz" in result.output

@@ -25,17 +25,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TELEMETRY_OFF
+from conftest import TELEMETRY_OFF, TINY_TUNE
 
 pytestmark = pytest.mark.slow
 
-TUNE = {
-    "train_steps": 6,
-    "report_every": 2,
-    "ct_n_steps": [4, 12],
-    "prune_percentile": 10.0,
-    "prune_startup_trials": 1,
-}
 ENV = {**os.environ, **TELEMETRY_OFF, "OMP_NUM_THREADS": "1"}
 
 
@@ -178,7 +171,7 @@ def test_two_tune_workers_share_postgres_and_log_to_one_mlflow_server(
     import psycopg2
 
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tune"] = {**TUNE, "output": str(project / "params.tuned.yaml")}
+    raw["tune"] = {**TINY_TUNE, "output": str(project / "params.tuned.yaml")}
     raw["tracking"] = {"enabled": True, "tracking_uri": mlflow_server}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     storage = _sqlalchemy(postgres, "optuna")

@@ -10,22 +10,15 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import TINY_TUNE
 
 from halocm.config import load_config
 from halocm.tuning import open_storage, tune
 
-TUNE = {
-    "train_steps": 6,
-    "report_every": 2,
-    "ct_n_steps": [4, 12],
-    "prune_percentile": 10.0,
-    "prune_startup_trials": 1,
-}
-
 
 def _tiny_tune_params(project: Path, **tracking) -> Path:
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tune"] = {**TUNE, "output": str(project / "params.tuned.yaml")}
+    raw["tune"] = {**TINY_TUNE, "output": str(project / "params.tuned.yaml")}
     raw["tracking"] = {"enabled": False, **tracking}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     return project / "params.yaml"
