@@ -1,5 +1,6 @@
 """Samplers against the Gaussian known answer (DESIGN.md §5), NFE counts, per-sample seeding."""
 
+import itertools
 import math
 
 import pytest
@@ -9,9 +10,9 @@ from gaussian import GaussianField, apply_multiplier, ring_average, ring_power
 from halocm.diffusion.precond import ConsistencyPrecond
 from halocm.diffusion.samplers import (
     consistency_sample,
-    edm_euler_sample,
     edm_heun_sample,
     per_sample_randn,
+    pf_ode_step,
 )
 from halocm.diffusion.schedules import edm_sampling_sigmas
 from halocm.nn.unet import UNet
@@ -138,12 +139,19 @@ class Counting:
         return self.d(x, sigma, cond, params)
 
 
+def _euler_sample(denoiser, latents, sigmas, *, cond, params):
+    x = latents * float(sigmas[0])
+    for t_cur, t_next in itertools.pairwise(sigmas.tolist()):
+        x = pf_ode_step(denoiser, x, t_cur, t_next, cond, params, heun=False)
+    return x
+
+
 @pytest.mark.parametrize("heun", [True, False])
 def test_pf_ode_samplers_match_their_closed_form(field, latents, heun):
     # Every step is a per-mode multiplier for a Gaussian field: the output is exact.
     sigmas = edm_sampling_sigmas(18, SIGMA_MIN, SIGMA_MAX, 7.0)
     denoiser = Counting(field.denoiser())
-    sampler = edm_heun_sample if heun else edm_euler_sample
+    sampler = edm_heun_sample if heun else _euler_sample
     x = sampler(denoiser, latents[:64], sigmas, cond=None, params=None)
     assert denoiser.calls == (35 if heun else 18)  # 2n − 1 and n for n = 18
     expected = apply_multiplier(latents[:64], field.heun_multiplier(sigmas.double(), heun=heun))
@@ -166,3 +174,21 @@ def test_heun_reproduces_power_spectrum(field, latents):
     sigmas = edm_sampling_sigmas(64, SIGMA_MIN, SIGMA_MAX, 7.0)
     x = edm_heun_sample(field.denoiser(), latents, sigmas, cond=None, params=None)
     _assert_power_within_statistical_error(x, field.power, bias=0.01)
+
+
+@pytest.mark.parametrize("heun", [True, False])
+def test_pf_ode_step_takes_one_level_or_a_level_per_sample(field, latents, heun):
+    """A (B,) tensor of levels steps each sample as the float level does for the batch (to
+    float32 rounding: the tensor form differences float32 levels), and hits the closed form."""
+    x = latents[:6] * 2.0
+    t_cur, t_next = [2.0, 2.0, 0.7, 0.7, 0.05, 0.05], [1.1, 1.1, 0.3, 0.3, 0.02, 0.02]
+    per_sample = pf_ode_step(
+        field.denoiser(), x, torch.tensor(t_cur), torch.tensor(t_next), None, None, heun=heun
+    )
+    for k in range(6):
+        one = pf_ode_step(field.denoiser(), x[k : k + 1], t_cur[k], t_next[k], None, None,
+                          heun=heun)  # fmt: skip
+        torch.testing.assert_close(per_sample[k : k + 1], one, rtol=1e-5, atol=1e-6)
+        ratio = field.step_ratio(t_cur[k], t_next[k], "heun" if heun else "euler")
+        torch.testing.assert_close(one, apply_multiplier(x[k : k + 1], ratio.float()),
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip

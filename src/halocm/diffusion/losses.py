@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from halocm.diffusion.samplers import pf_ode_step
 from halocm.diffusion.schedules import lognormal_index_probs, sample_lognormal_sigma
 
 Distance = Callable[[Tensor, Tensor], Tensor]
@@ -97,6 +98,13 @@ def _student_and_target(student, target, x_s, sigma_s, x_t, sigma_t, cond, param
     return out_student, out_target.detach()
 
 
+def _same_noise_pair(student, target, x0, t_hi, t_lo, cond, params, generator):
+    """Student at x0 + t_hi z and stop-gradient target at x0 + t_lo z, one z for both."""
+    z = _randn_like(x0, generator)
+    x_hi, x_lo = x0 + _col(t_hi) * z, x0 + _col(t_lo) * z
+    return _student_and_target(student, target, x_hi, t_hi, x_lo, t_lo, cond, params)
+
+
 def _grid(sigmas, like: Tensor) -> Tensor:
     sigmas = torch.as_tensor(sigmas, device=like.device)
     return sigmas.to(torch.promote_types(like.dtype, torch.float32))
@@ -132,10 +140,7 @@ def ct_loss(student, target, x0, cond, params, *, sigmas, distance, generator=No
     t = _grid(sigmas, x0)
     n = _uniform_index(len(t) - 1, x0.shape[0], generator, x0.device)
     t_lo, t_hi = t[n], t[n + 1]
-    z = _randn_like(x0, generator)
-    out, ref = _student_and_target(
-        student, target, x0 + _col(t_hi) * z, t_hi, x0 + _col(t_lo) * z, t_lo, cond, params
-    )
+    out, ref = _same_noise_pair(student, target, x0, t_hi, t_lo, cond, params, generator)
     return distance(out, ref)
 
 
@@ -154,24 +159,11 @@ def ict_loss(
     n = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator)
     n = n.to(x0.device)
     t_lo, t_hi = t[n], t[n + 1]
-    z = _randn_like(x0, generator)
-    out, ref = _student_and_target(
-        student, student, x0 + _col(t_hi) * z, t_hi, x0 + _col(t_lo) * z, t_lo, cond, params
-    )
+    out, ref = _same_noise_pair(student, student, x0, t_hi, t_lo, cond, params, generator)
     return distance(out, ref) / (t_hi - t_lo)
 
 
-def _pf_ode_step(teacher, x, t_from, t_to, cond, params, solver: str) -> Tensor:
-    """One step of dx/dt = (x − D(x, t))/t (Karras et al. 2022, Alg. 1 without churn)."""
-    h = _col(t_to - t_from)
-    slope = (x - teacher(x, t_from, cond, params)) / _col(t_from)
-    x_euler = x + h * slope
-    if solver == "euler":
-        return x_euler
-    if solver != "heun":
-        raise ValueError(f"unknown solver {solver!r}; allowed: 'euler', 'heun'")
-    slope_end = (x_euler - teacher(x_euler, t_to, cond, params)) / _col(t_to)
-    return x + h * (slope + slope_end) / 2
+SOLVERS = ("heun", "euler")
 
 
 def cd_loss(
@@ -181,12 +173,15 @@ def cd_loss(
 
     Consistency distillation (Song et al. 2023, Alg. 2) with λ ≡ 1; x_{n+1} = x0 + t_{n+1} z.
     """
+    if solver not in SOLVERS:
+        allowed = ", ".join(repr(s) for s in sorted(SOLVERS))
+        raise ValueError(f"unknown solver {solver!r}; allowed: {allowed}")
     t = _grid(sigmas, x0)
     n = _uniform_index(len(t) - 1, x0.shape[0], generator, x0.device)
     t_lo, t_hi = t[n], t[n + 1]
     x_hi = x0 + _col(t_hi) * _randn_like(x0, generator)
     with torch.no_grad():
-        x_lo = _pf_ode_step(teacher, x_hi, t_hi, t_lo, cond, params, solver)
+        x_lo = pf_ode_step(teacher, x_hi, t_hi, t_lo, cond, params, heun=solver == "heun")
     out, ref = _student_and_target(student, target, x_hi, t_hi, x_lo, t_lo, cond, params)
     return distance(out, ref)
 
@@ -205,8 +200,5 @@ def ect_loss(
     t = t.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     t = t.clamp(min=2 * sigma_min)
     r = (t * (1 - ratio)).clamp(min=sigma_min)
-    z = _randn_like(x0, generator)
-    out, ref = _student_and_target(
-        student, student, x0 + _col(t) * z, t, x0 + _col(r) * z, r, cond, params
-    )
+    out, ref = _same_noise_pair(student, student, x0, t, r, cond, params, generator)
     return distance(out, ref) / (t - r)

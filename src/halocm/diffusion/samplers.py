@@ -58,30 +58,40 @@ def consistency_sample(f, latents: Tensor, sigmas, *, cond, params, generators=N
     return x
 
 
-def _pf_ode_sample(denoiser, latents: Tensor, sigmas, cond, params, heun: bool) -> Tensor:
-    levels = _sigma_list(sigmas)
-    x = latents * levels[0]
-    for t_cur, t_next in itertools.pairwise(levels):
-        slope = (x - denoiser(x, _full(x, t_cur), cond, params)) / t_cur
-        x_next = x + (t_next - t_cur) * slope
-        # Heun's correction, except on the last step to σ = 0 where the slope is undefined.
-        if heun and t_next > 0:
-            slope_next = (x_next - denoiser(x_next, _full(x, t_next), cond, params)) / t_next
-            x_next = x + (t_next - t_cur) * (slope + slope_next) / 2
-        x = x_next
-    return x
+def _noise_level(t, x: Tensor) -> tuple[Tensor, float | Tensor]:
+    """σ as the network takes it, (B,), and as it scales x: a float, or (B, 1, 1, 1)."""
+    if isinstance(t, Tensor):
+        return t, t[:, None, None, None]
+    return _full(x, t), t
+
+
+def pf_ode_step(denoiser, x: Tensor, t_cur, t_next, cond, params, *, heun: bool) -> Tensor:
+    """One step of the PF-ODE dx/dt = (x − D(x, t))/t from t_cur to t_next (Karras et al.
+    2022, Alg. 1 with S_churn = 0): Euler, plus Heun's trapezoidal correction when `heun`.
+
+    t_cur and t_next are floats (one level for the batch, as samplers step) or (B,) tensors
+    (a level per sample, as consistency distillation draws them); t_next must be > 0 for Heun.
+    """
+    s_cur, t_cur = _noise_level(t_cur, x)
+    s_next, t_next = _noise_level(t_next, x)
+    h = t_next - t_cur
+    slope = (x - denoiser(x, s_cur, cond, params)) / t_cur
+    x_next = x + h * slope
+    if not heun:
+        return x_next
+    slope_next = (x_next - denoiser(x_next, s_next, cond, params)) / t_next
+    return x + h * (slope + slope_next) / 2
 
 
 @torch.no_grad()
 def edm_heun_sample(denoiser, latents: Tensor, sigmas, *, cond, params) -> Tensor:
     """Deterministic Heun PF-ODE sampler (Karras et al. 2022, Alg. 1, S_churn = 0).
 
-    `sigmas` descend and end in 0 (edm_sampling_sigmas); n levels above 0 cost 2n − 1 calls.
+    `sigmas` descend and end in 0 (edm_sampling_sigmas); n levels above 0 cost 2n − 1 calls:
+    the last step, to σ = 0 where the slope is undefined, is an Euler step.
     """
-    return _pf_ode_sample(denoiser, latents, sigmas, cond, params, heun=True)
-
-
-@torch.no_grad()
-def edm_euler_sample(denoiser, latents: Tensor, sigmas, *, cond, params) -> Tensor:
-    """Euler PF-ODE sampler over the same grid (Karras et al. 2022, Eq. 4); n calls."""
-    return _pf_ode_sample(denoiser, latents, sigmas, cond, params, heun=False)
+    levels = _sigma_list(sigmas)
+    x = latents * levels[0]
+    for t_cur, t_next in itertools.pairwise(levels):
+        x = pf_ode_step(denoiser, x, t_cur, t_next, cond, params, heun=t_next > 0)
+    return x
