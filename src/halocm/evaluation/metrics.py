@@ -263,6 +263,14 @@ def _data_range(ref_log: np.ndarray, data_range: float | None) -> float:
     return span if span > 0 else 1.0
 
 
+def _log_pair(a, b, data_range: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """log10(1 + x) of both batches and the range R of the reference ``b``'s."""
+    la, lb = log_field(a), log_field(b)
+    if la.shape != lb.shape:
+        raise ValueError(f"shape mismatch: {la.shape} vs {lb.shape}")
+    return la, lb, _data_range(lb, data_range)
+
+
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
     """Mean structural similarity of *physical* maps, computed on ``log10(1 + x)``.
 
@@ -272,10 +280,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float
     range of log10(1 + b) over the whole batch. The SSIM map is averaged away from a
     5-pixel border (where the window leaves the map) and then over the batch.
     """
-    la, lb = log_field(a), log_field(b)
-    if la.shape != lb.shape:
-        raise ValueError(f"shape mismatch: {la.shape} vs {lb.shape}")
-    r = _data_range(lb, data_range)
+    la, lb, r = _log_pair(a, b, data_range)
     c1, c2 = (SSIM_K1 * r) ** 2, (SSIM_K2 * r) ** 2
     # Filter the five moment fields in one call; only the two image axes are smoothed.
     stack = np.stack([la, lb, la * la, lb * lb, la * lb])
@@ -299,10 +304,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float
     Per map, then averaged over the batch; R as in `ssim` (range of the reference ``b``).
     Identical maps give +inf.
     """
-    la, lb = log_field(a), log_field(b)
-    if la.shape != lb.shape:
-        raise ValueError(f"shape mismatch: {la.shape} vs {lb.shape}")
-    r = _data_range(lb, data_range)
+    la, lb, r = _log_pair(a, b, data_range)
     mse = np.mean((la - lb) ** 2, axis=(-2, -1))
     with np.errstate(divide="ignore"):
         return float(np.mean(10.0 * np.log10(r**2 / mse)))
@@ -332,16 +334,22 @@ def _centred_coords(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aperture_mass(
-    maps: np.ndarray, radius_pix: float | np.ndarray, supersample: int = APERTURE_SUPERSAMPLE
+    maps: np.ndarray,
+    radius_pix: float | np.ndarray,
+    supersample: int = APERTURE_SUPERSAMPLE,
+    *,
+    centre: tuple[float, float] | np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mass inside a circle of radius ``radius_pix`` (pixels) centred on each map's centre.
+    """Mass inside a circle of radius ``radius_pix`` (pixels) about each map's ``centre``.
 
-    ``maps``: mass per pixel, (H, W) or (B, H, W); ``radius_pix``: scalar or (B,). Pixels
-    entirely inside count fully; pixels cut by the circle count by the fraction of their
-    area inside it, from ``supersample`` sub-pixel strips each clipped exactly (error
-    ≲ 1/supersample² of a pixel per boundary pixel), so small apertures stay accurate. Mass
-    is taken as uniform within a pixel — the map holds nothing finer. Parts of the circle
-    outside the map contribute nothing. Returns (B,) (a 0-d array for a single map).
+    ``maps``: mass per pixel, (H, W) or (B, H, W); ``radius_pix``: scalar or (B,);
+    ``centre``: (y, x) in pixels from the map's corner (pixel [i, j] spans [i, i + 1] ×
+    [j, j + 1]), (2,) or (B, 2), by default the map centre (H/2, W/2). Pixels entirely
+    inside count fully; pixels cut by the circle count by the fraction of their area inside
+    it, from ``supersample`` sub-pixel strips each clipped exactly (error ≲ 1/supersample²
+    of a pixel per boundary pixel), so small apertures stay accurate. Mass is taken as
+    uniform within a pixel — the map holds nothing finer. Parts of the circle outside the
+    map contribute nothing. Returns (B,) (a 0-d array for a single map).
     """
     maps = np.asarray(maps, dtype=np.float64)
     single = maps.ndim == 2
@@ -350,21 +358,25 @@ def aperture_mass(
         raise ValueError(f"aperture_mass needs (H, W) or (B, H, W) maps; got {maps.shape}")
     b, h, w = m.shape
     radius = np.broadcast_to(np.asarray(radius_pix, dtype=np.float64), (b,))
-    yc, xc = _centred_coords(h, w)
-    ay, ax = np.abs(yc)[:, None], np.abs(xc)[None, :]
-    d_far = np.hypot(ay + 0.5, ax + 0.5).ravel()  # farthest corner
-    d_near = np.hypot(np.maximum(ay - 0.5, 0), np.maximum(ax - 0.5, 0)).ravel()
+    # Pixel-centre offsets from each map's centre, (1 or B, H) and (1 or B, W).
+    cy, cx = np.array([h / 2.0, w / 2.0]) if centre is None else np.asarray(centre, float).T
+    yc = np.arange(h) + 0.5 - np.reshape(cy, (-1, 1))
+    xc = np.arange(w) + 0.5 - np.reshape(cx, (-1, 1))
+    ay, ax = np.abs(yc)[:, :, None], np.abs(xc)[:, None, :]
+    d_far = np.hypot(ay + 0.5, ax + 0.5).reshape(len(yc), -1)  # farthest corner
+    d_near = np.hypot(np.maximum(ay - 0.5, 0), np.maximum(ax - 0.5, 0)).reshape(len(yc), -1)
     flat = m.reshape(b, -1)
-    inside = d_far[None, :] <= radius[:, None]
+    inside = d_far <= radius[:, None]
     mass = np.einsum("bp,bp->b", flat, inside.astype(np.float64))
     # Only boundary pixels need sub-pixel sampling: O(perimeter) pixels per map. Each is cut
     # into `supersample` strips along y, and the chord of every strip is clipped to the
     # pixel exactly along x (midpoint rule in y), so the error falls as 1/supersample².
-    bi, pi = np.nonzero((d_near[None, :] < radius[:, None]) & ~inside)
+    bi, pi = np.nonzero((d_near < radius[:, None]) & ~inside)
     if bi.size:
+        own = bi if len(yc) > 1 else 0  # the row of offsets: per map, or shared
         offs = (np.arange(supersample) + 0.5) / supersample - 0.5
-        y = np.repeat(yc, w)[pi][:, None] + offs[None, :]
-        x = np.tile(xc, h)[pi][:, None]
+        y = yc[own, pi // w][:, None] + offs[None, :]
+        x = xc[own, pi % w][:, None]
         half = np.sqrt(np.maximum(radius[bi, None] ** 2 - y**2, 0.0))
         chord = np.minimum(x + 0.5, half) - np.maximum(x - 0.5, -half)
         frac = np.clip(chord, 0.0, 1.0).mean(axis=1)
