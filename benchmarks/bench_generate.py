@@ -1,9 +1,11 @@
 """Throughput of the embedded halo simulator (DESIGN.md §3): maps per second.
 
-    python benchmarks/bench_generate.py [--n-maps 10000] [--resolution 64] [--realizations 0]
+    python benchmarks/bench_generate.py [--params params.yaml] [--n-maps 10000]
+                                        [--resolution 64] [--realizations 0] [--context]
 
-Times `simulate` end to end (draws, painting, FFTs; no file I/O) after a small warm-up that
-builds the cached pixel operators, and writes benchmarks/results/generate.json.
+Times `simulate` (params.yaml's simulator section at the given resolution) end to end (draws,
+painting, FFTs; no file I/O) after a small warm-up that builds the cached pixel operators, and
+writes benchmarks/results/generate.json.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from halocm.config import Simulator
+from halocm.config import load_config
 from halocm.data.synthetic import simulate
 from halocm.io import write_json
 
@@ -26,6 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--n-maps", type=int, default=10_000)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--realizations", type=int, default=0)
@@ -34,7 +37,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    cfg = Simulator(resolution=args.resolution, context_channels=args.context)
+    cfg = load_config(args.params).simulator.model_copy(
+        update={"resolution": args.resolution, "context_channels": args.context}
+    )
     simulate(cfg, 8, args.seed, args.realizations)  # Warm-up: operators, filters, imports.
     start = time.perf_counter()
     out = simulate(cfg, args.n_maps, args.seed, args.realizations)

@@ -1,17 +1,18 @@
 """Painting a whole box (DESIGN.md §7): halos per second and full-box P(k), painted vs true.
 
-    python benchmarks/bench_paint.py [--models-dir models] [--n-pixels 512] [--n-halos 400]
-                                     [--steps 1 2] [--teacher-steps N] [--device auto]
+    python benchmarks/bench_paint.py [--params params.yaml] [--models-dir models]
+                                     [--n-pixels 512] [--n-halos 400] [--steps 1 2]
+                                     [--teacher-steps N] [--device auto]
 
-Simulates one box-mode box (`halocm.data.box`) with the simulator settings the consistency
-model was trained with, then paints it with the consistency model at each of --steps and with
-the EDM teacher (models/denoiser.pt, Heun at evaluate.teacher_steps unless given), plus the
-no-model baseline (the DMO map times the cosmic fractions everywhere). For each: seconds,
-halos per second (whole painting, and the generator alone), NFE per halo, and per channel the
-full-box P(k) ratio painted/true and r(k) (`halocm.evaluation.metrics`), with their pk_err and
-rk_err summaries (k ≤ k_Nyquist/2). Memory: the traced (NumPy) peak of one 1-step painting
-against what all cutouts at once would take, and the process's peak RSS. A warm-up painting
-of a few halos precedes the timings. Writes benchmarks/results/paint.json.
+Simulates one box-mode box (`halocm.data.box`) with the simulator settings of params.yaml (the
+ones the models were trained with), then paints it with the consistency model at each of
+--steps and with the EDM teacher (models/denoiser.pt, Heun over evaluate.teacher_levels levels
+unless given), plus the no-model baseline (the DMO map times the cosmic fractions everywhere).
+For each: seconds, halos per second (whole painting, and the generator alone), NFE per halo,
+and per channel the full-box P(k) ratio painted/true and r(k) (`halocm.evaluation.metrics`),
+with their pk_err and rk_err summaries (k ≤ k_Nyquist/2). Memory: the traced (NumPy) peak of
+one 1-step painting against what all cutouts at once would take, and the process's peak RSS.
+A warm-up painting of a few halos precedes the timings. Writes benchmarks/results/paint.json.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import numpy as np
 import torch
 
 from halocm.api import load_model
+from halocm.config import load_config
 from halocm.data.box import simulate_box
 from halocm.evaluation import metrics
 from halocm.io import write_json
-from halocm.painting import paint, paint_with_model
+from halocm.painting import as_catalog, as_dmo, paint, paint_with_generator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "paint.json"
 
@@ -60,20 +62,26 @@ def _finite(v) -> float | None:
     return round(v, 5) if np.isfinite(v) else None
 
 
-def run(gen, box, args, n_steps: int, label: str) -> dict:
-    """One timed painting of the whole box and its scores."""
-    if gen.device.type == "cuda":
-        torch.cuda.synchronize()
-    res = paint_with_model(
+def paint_box(gen, dmo, catalog, box_size: float, args, n_steps: int):
+    """The box painted with one realisation at `n_steps`."""
+    return paint_with_generator(
         gen,
-        box.dmo,
-        box.catalog,
-        box_size=box.box_size,
+        dmo,
+        catalog,
+        box_size=box_size,
         n_steps=n_steps,
+        n_realizations=1,
         mass_min=args.mass_min,
         batch_size=args.batch_size,
         seed=args.seed,
     )
+
+
+def run(gen, box, inputs, args, n_steps: int, label: str) -> dict:
+    """One timed painting of the whole box (inputs checked already) and its scores."""
+    if gen.device.type == "cuda":
+        torch.cuda.synchronize()
+    res = paint_box(gen, *inputs, box.box_size, args, n_steps)
     row = {
         "model": label,
         "steps": n_steps,
@@ -94,20 +102,11 @@ def run(gen, box, args, n_steps: int, label: str) -> dict:
     return row
 
 
-def traced_peak(gen, box, args) -> float:
+def traced_peak(gen, box, inputs, args) -> float:
     """MiB: NumPy's peak during one 1-step painting (torch's own allocator is not traced)."""
     tracemalloc.start()
     try:
-        paint_with_model(
-            gen,
-            box.dmo,
-            box.catalog,
-            box_size=box.box_size,
-            n_steps=1,
-            mass_min=args.mass_min,
-            batch_size=args.batch_size,
-            seed=args.seed,
-        )
+        paint_box(gen, *inputs, box.box_size, args, 1)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -116,6 +115,7 @@ def traced_peak(gen, box, args) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--n-pixels", type=int, default=512)
     parser.add_argument("--n-halos", type=int, default=400)
@@ -132,12 +132,12 @@ def main(argv: list[str] | None = None) -> dict:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         sys.exit(f"bench_paint: missing {missing}: run the pipeline (dvc repro) first")
-    student = load_model(paths["consistency"], device=args.device)
-    teacher = load_model(paths["denoiser"], device=args.device)
-    cfg = student.config
+    cfg = load_config(args.params)
+    student = load_model(paths["consistency"], device=args.device, sample=cfg.sample)
+    teacher = load_model(paths["denoiser"], device=args.device, sample=cfg.sample)
     args.mass_min = cfg.paint.mass_min if args.mass_min is None else args.mass_min
     args.batch_size = cfg.paint.batch_size if args.batch_size is None else args.batch_size
-    teacher_steps = args.teacher_steps or cfg.evaluate.teacher_steps
+    teacher_steps = args.teacher_steps or cfg.evaluate.teacher_levels
 
     t0 = time.perf_counter()
     box = simulate_box(cfg.simulator, n_pixels=args.n_pixels, n_halos=args.n_halos, seed=args.seed)
@@ -149,25 +149,20 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
 
+    # The inputs are checked once, here; every painting below takes them as they are.
+    names = student.stats.param_names if student.shapes.n_params else ()
+    inputs = (as_dmo(box.dmo), as_catalog(box.catalog, box_size=box.box_size, param_names=names))
+
     # Warm-up on a few painted halos: kernels, allocator, cached operators.
     few = box.catalog[box.catalog["m200"] >= args.mass_min].iloc[:16]
     for gen, steps in ((student, max(args.steps)), (teacher, teacher_steps)):
-        paint_with_model(
-            gen,
-            box.dmo,
-            few,
-            box_size=box.box_size,
-            n_steps=steps,
-            mass_min=args.mass_min,
-            batch_size=args.batch_size,
-        )
+        paint_box(gen, inputs[0], few, box.box_size, args, steps)
 
-    rows = [run(student, box, args, s, "consistency") for s in args.steps]
-    rows.append(run(teacher, box, args, teacher_steps, "teacher"))
+    rows = [run(student, box, inputs, args, s, "consistency") for s in args.steps]
+    rows.append(run(teacher, box, inputs, args, teacher_steps, "teacher"))
     teacher_rate = rows[-1]["halos_per_s"]
     baseline = paint(
-        box.dmo,
-        box.catalog,
+        *inputs,
         None,
         box_size=box.box_size,
         cutout_pixels=student.shapes.resolution,
@@ -201,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "background_only": spectra(baseline.maps, box.hydro, box.box_size, box.channel_names),
         "memory": {
-            "paint_traced_peak_mb": round(traced_peak(student, box, args), 2),
+            "paint_traced_peak_mb": round(traced_peak(student, box, inputs, args), 2),
             "all_cutouts_mb": round(
                 n_painted * (student.shapes.cond_channels + 3) * n * n * 4 / 2**20, 2
             ),

@@ -1,5 +1,6 @@
 """Painting a whole box (DESIGN.md §7): the pasting identity, the partition of unity, periodic
-wrap, bounded memory, box mode, the model path and one-line errors (library and CLI)."""
+wrap, bounded memory, box mode, inputs checked once, the model path and one-line errors
+(library and CLI)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
+from sim_params import simulator
 from typer.testing import CliRunner
 
 from halocm import painting as P
 from halocm.cli import app
-from halocm.config import Simulator
+from halocm.data import fields
 from halocm.data import synthetic as S
 from halocm.data.box import simulate_box, write_box
+from halocm.data.halos import r200_from_m200
+from halocm.evaluation.metrics import aperture_mass
+from halocm.painting import io as painting_io
 
 N_CUT, CUT_SIZE = 16, 6.25  # the cutout: 16 pixels over 6.25 Mpc/h
 H = CUT_SIZE / N_CUT
@@ -34,14 +39,15 @@ def _truth_sampler(truth: np.ndarray, catalog: pd.DataFrame, seen: list | None =
         if seen is not None:
             seen.append((cond.copy(), idx.copy()))
         iy, ix = P.cutout_origin(x[idx], y[idx], H, N_CUT)
-        return np.stack([P.cut(truth, a, b, N_CUT) for a, b in zip(iy, ix, strict=True)])[:, None]
+        cuts = [fields.cut(truth, a, b, N_CUT) for a, b in zip(iy, ix, strict=True)]
+        return np.stack(cuts)[:, None]
 
     return sample
 
 
 @pytest.fixture(scope="module")
 def box():
-    return simulate_box(Simulator(resolution=N_CUT), n_pixels=64, n_halos=14, seed=3)
+    return simulate_box(simulator(resolution=N_CUT), n_pixels=64, n_halos=14, seed=3)
 
 
 # --- Geometry -------------------------------------------------------------------------------
@@ -103,8 +109,8 @@ def test_context_channels_are_the_block_averaged_neighbourhoods():
     # With a 4n = 64 box, the 4x neighbourhood is the whole box rolled to start at its corner.
     whole = np.roll(dmo, (-(iy - 24), -(ix - 24)), axis=(0, 1))
     np.testing.assert_array_equal(got[0], whole[24:40, 24:40])
-    np.testing.assert_allclose(got[1], S._block_mean(whole[None, 16:48, 16:48], 2)[0])
-    np.testing.assert_allclose(got[2], S._block_mean(whole[None], 4)[0])
+    np.testing.assert_allclose(got[1], whole[16:48, 16:48].reshape(16, 2, 16, 2).mean((1, 3)))
+    np.testing.assert_allclose(got[2], whole.reshape(16, 4, 16, 4).mean((1, 3)))
 
 
 # --- Pasting identity, periodic wrap ------------------------------------------------------
@@ -130,7 +136,7 @@ def test_pasting_true_cutouts_reproduces_the_true_box_inside_halos(box):
     for row in box.catalog[painted].itertuples():
         dx = (xx - row.x + 32 * H) % (64 * H) - 32 * H
         dy = (yy - row.y + 32 * H) % (64 * H) - 32 * H
-        inside |= np.hypot(dx, dy) <= S.r200_from_m200(row.m200)
+        inside |= np.hypot(dx, dy) <= r200_from_m200(row.m200)
     assert (res.coverage[inside] >= 1).all()
     # ... and there, as everywhere with W ≥ 1, the painting is the truth to rounding.
     full = res.coverage >= 1
@@ -139,10 +145,13 @@ def test_pasting_true_cutouts_reproduces_the_true_box_inside_halos(box):
     empty = res.coverage == 0
     frac = P.background_fractions(box.params["Omega_m"])
     np.testing.assert_allclose(res.maps[:, empty], frac[:, None] * box.dmo[empty], rtol=1e-6)
-    # The table's R200 masses of painted halos are the truth's.
+    # The table's R200 masses of painted halos are the truth's: the aperture mass about the
+    # centre of the truth rolled to put the halo (on a pixel corner) there.
     for i in np.flatnonzero(painted):
         row = res.halos.iloc[i]
-        true = P.aperture_masses(box.hydro, row.x, row.y, row.r200, H)
+        iy, ix = round(row.y / H), round(row.x / H)
+        rolled = np.roll(box.hydro, (32 - iy, 32 - ix), axis=(1, 2))
+        true = aperture_mass(rolled, row.r200 / H)
         got = row[["mass_r200_dm_hydro", "mass_r200_gas", "mass_r200_stars"]].to_numpy(float)
         np.testing.assert_allclose(got, true, rtol=1e-6)
 
@@ -210,7 +219,7 @@ def test_box_mode_contract(box, tmp_path):
     assert (cat[list(S.PARAM_NAMES)].nunique() == 1).all()
     # Baryons are moved, not made: only the far tail of the ejected gas leaves the stamps.
     np.testing.assert_allclose(box.hydro.sum(), box.dmo.sum(), rtol=2e-3)
-    again = simulate_box(Simulator(resolution=N_CUT), n_pixels=64, n_halos=14, seed=3, batch_size=4)
+    again = simulate_box(simulator(resolution=N_CUT), n_pixels=64, n_halos=14, seed=3, batch_size=4)
     np.testing.assert_array_equal(again.hydro, box.hydro)
     paths = write_box(box, tmp_path)
     np.testing.assert_array_equal(np.load(paths["dmo"]), box.dmo)
@@ -250,6 +259,87 @@ def test_bad_inputs_are_one_line(box, mutate, message):
     assert "\n" not in str(err.value)
 
 
+def test_periodic_aperture_mass_wraps_and_counts_each_pixel_once():
+    rng = np.random.default_rng(6)
+    maps = rng.lognormal(0.0, 1.0, (2, 40, 40))
+    # A circle across the corner of the box is the centred one on the box rolled to it.
+    x, y, radius = 0.3 * H, 39.6 * H, 5.2 * H
+    rolled = np.roll(maps, (20 - 40, 20), axis=(1, 2))  # (y, x) = (40, 0) → the map centre
+    got = P.periodic_aperture_mass(maps, x, y, radius, H)
+    want = aperture_mass(rolled, radius / H, centre=(20 - 0.4, 20 + 0.3))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # A circle wider than the box holds every pixel once (its image nearest the centre).
+    np.testing.assert_allclose(
+        P.periodic_aperture_mass(maps, x, y, 100 * H, H), maps.sum((1, 2)), rtol=1e-12
+    )
+
+
+# --- Inputs are checked once, where they enter -------------------------------------------------
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """Counts of the DMO and catalogue checks run."""
+    counts = {"dmo": 0, "catalog": 0}
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            counts[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(painting_io, "_check_dmo", counting("dmo", painting_io._check_dmo))
+    monkeypatch.setattr(
+        painting_io, "_check_catalog", counting("catalog", painting_io._check_catalog)
+    )
+    return counts
+
+
+def _paint_box(box, dmo, catalog):
+    return P.paint(
+        dmo,
+        catalog,
+        _truth_sampler(box.hydro, box.catalog),
+        **_geometry(64),
+        mass_min=1e13,
+        batch_size=4,
+        param_names=S.PARAM_NAMES,
+    )
+
+
+def test_files_are_checked_once_when_read(box, tmp_path, checks):
+    paths = write_box(box, tmp_path)
+    dmo = P.read_dmo(paths["dmo"])
+    catalog = P.read_catalog(paths["halos"], box_size=box.box_size, param_names=S.PARAM_NAMES)
+    assert checks == {"dmo": 1, "catalog": 1} and len(catalog) == len(box.catalog)
+    from_files = _paint_box(box, dmo, catalog)
+    assert checks == {"dmo": 1, "catalog": 1}  # painting takes the checked values as they are
+    # A catalogue checked for other parameter columns is checked again, for these.
+    other = P.read_catalog(paths["halos"], box_size=box.box_size)
+    _paint_box(box, dmo, other)
+    assert checks == {"dmo": 1, "catalog": 3}
+    # The same maps as from the arrays in memory.
+    from_memory = _paint_box(box, box.dmo, box.catalog)
+    np.testing.assert_array_equal(from_files.realizations, from_memory.realizations)
+
+
+def test_python_objects_are_checked_once_when_painted(box, checks):
+    _paint_box(box, box.dmo, box.catalog)
+    assert checks == {"dmo": 1, "catalog": 1}
+
+
+def test_read_errors_name_the_file(box, tmp_path):
+    paths = write_box(box, tmp_path)
+    with pytest.raises(P.PaintError, match=r"halos\.csv: missing parameter columns \['A'\]"):
+        P.read_catalog(paths["halos"], box_size=box.box_size, param_names=("A",))
+    with pytest.raises(P.PaintError, match=r"halos\.csv: halo row \d+ at .* outside the box"):
+        P.read_catalog(paths["halos"], box_size=box.box_size / 2)
+    np.save(paths["dmo"], -np.ones((4, 4)))
+    with pytest.raises(P.PaintError, match=r"dmo\.npy: negative mass at pixel \[0, 0\]"):
+        P.read_dmo(paths["dmo"])
+
+
 # --- The model path and the command line (conftest's tiny project) ---------------------------
 
 
@@ -282,15 +372,15 @@ def tiny_model(prepared, tmp_path_factory):
     return train(cfg)
 
 
-def test_generator_paint_is_the_same_whatever_the_batch_size(tiny_model, tmp_path):
+def test_painting_with_a_generator_is_the_same_whatever_the_batch_size(tiny_model, tmp_path):
     from halocm.api import load_model
 
     gen = load_model(tiny_model, device="cpu")
     dmo, halos = _tiny_inputs(tmp_path)
     dmo, cat = np.load(dmo), pd.read_csv(halos)
     kw = {"box_size": 48 * H, "n_steps": 2, "mass_min": 1e13, "seed": 5, "n_realizations": 2}
-    one = gen.paint(dmo, cat, batch_size=1, **kw)
-    three = gen.paint(dmo, cat, batch_size=3, **kw)
+    one = P.paint_with_generator(gen, dmo, cat, batch_size=1, **kw)
+    three = P.paint_with_generator(gen, dmo, cat, batch_size=3, **kw)
     assert one.realizations.shape == (2, 3, 48, 48) and np.isfinite(one.realizations).all()
     # Same noise per halo; float32 kernels may differ by batch shape (≈1e-6 relative).
     np.testing.assert_allclose(one.realizations, three.realizations, rtol=2e-5)

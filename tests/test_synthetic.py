@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 from scipy import integrate, special
+from sim_params import simulator
 
-from halocm.config import Simulator, config_from_dict
+from halocm.config import Simulator
+from halocm.data import halos as H
 from halocm.data import synthetic as S
 
 KEYS = {
@@ -28,7 +30,7 @@ KEYS = {
 def _cfg(**kw) -> Simulator:
     # 3R200 < L/2 below 10^14.4: every host component except the ejected gas fits the cutout.
     base = {"resolution": 16, "log_mass_min": 12.5, "log_mass_max": 14.3}
-    return Simulator(**{**base, **kw})
+    return simulator(**{**base, **kw})
 
 
 def _painted(cfg: Simulator, n: int, seed: int = 3, **theta):
@@ -70,7 +72,7 @@ def test_parameters_and_masses_in_their_ranges():
         assert np.median(np.log(a)) == pytest.approx(0.0, abs=0.5)  # log-uniform about 1
     logm = np.log10(out["halo_mass"])
     assert (logm >= 13.0 - 1e-6).all() and (logm <= 13.5 + 1e-6).all()
-    np.testing.assert_allclose(out["r200"], S.r200_from_m200(out["halo_mass"]), rtol=1e-6)
+    np.testing.assert_allclose(out["r200"], H.r200_from_m200(out["halo_mass"]), rtol=1e-6)
 
 
 def test_context_channels_are_the_block_averaged_background():
@@ -79,7 +81,7 @@ def test_context_channels_are_the_block_averaged_background():
     assert out["condition"].shape == (3, 3, 16, 16)
     cat = S.draw_catalog(cfg, 2, np.arange(3))
     # Mean background mass per (fine) pixel: Ωm ρcrit × depth × h², lognormal around it.
-    mean = cat.omega_m * S.RHO_CRIT * cfg.projection_depth * (cfg.box_size / 16) ** 2
+    mean = cat.omega_m * H.RHO_CRIT * cfg.projection_depth * (cfg.box_size / 16) ** 2
     ratio = out["condition"][:, 1:].mean(axis=(2, 3)) / mean[:, None]
     assert ((ratio > 0.3) & (ratio < 3.0)).all()
     # The 4x context holds the 2x one: its central quarter-side block has the same mass.
@@ -140,7 +142,7 @@ def test_hydro_dark_matter_is_the_dark_fraction_of_dmo():
     """Σ dm_hydro = (1 − Ωb/Ωm) Σ DMO: the contraction only moves host mass inwards and the
     tapered host (≤ 3 R200) fits the cutout, so the only difference is float32 rounding."""
     out = S.simulate(_cfg(), 12, seed=6)
-    f_b = S.OMEGA_B / out["params"][:, 0].astype(float)
+    f_b = H.OMEGA_B / out["params"][:, 0].astype(float)
     dmo = out["condition"][:, 0].astype(float).sum((1, 2))
     dm = out["target"][:, 0].astype(float).sum((1, 2))
     np.testing.assert_allclose(dm, (1 - f_b) * dmo, rtol=1e-5)
@@ -271,113 +273,14 @@ def test_subhalo_count_grows_with_host_mass():
     assert (cat.sub_m200 <= S.SUB_MASS_MAX_FRAC * cat.m200[cat.sub_owner]).all()
 
 
-# --- Halo basics ------------------------------------------------------------------------------
-
-
-def test_r200_from_m200():
-    r = S.r200_from_m200(1e14)
-    assert 4 / 3 * math.pi * 200 * S.RHO_CRIT * r**3 == pytest.approx(1e14, rel=1e-12)
-    assert r == pytest.approx(0.7553, abs=1e-3)  # Mpc/h
-
-
-def test_duffy_concentration():
-    assert S.duffy_concentration(2e12) == pytest.approx(5.71)
-    assert S.duffy_concentration(2e14) == pytest.approx(5.71 * 100**-0.084)
-    assert S.duffy_concentration(2e12, z=1.0) == pytest.approx(5.71 * 2**-0.47)
-
-
-def test_nfw_radius_quantile_inverts_the_enclosed_mass():
-    q = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
-    c = np.full(5, 7.0)
-    x = S.nfw_radius_quantile(q, c)
-    np.testing.assert_allclose(S.nfw_mu(x), q * S.nfw_mu(c), atol=1e-12)
-
-
-RS, RHO_S = 0.2, 3e15
-
-
-def _los(rho3d, R, zmax=np.inf):
-    """Σ(R) = 2 ∫_0^zmax ρ(√(R² + z²)) dz, numerically."""
-    return (
-        2 * integrate.quad(lambda z: rho3d(math.hypot(R, z)), 0, zmax, epsrel=1e-11, limit=200)[0]
-    )
-
-
-@pytest.mark.parametrize("x", [0.05, 0.3, 0.8, 0.999, 1.0, 1.2, 3.0, 10.0])
-def test_projected_nfw_matches_line_of_sight_integration(x):
-    """Wright & Brainerd 2000 against quad of the 3D NFW, on both sides of r_s."""
-    R = x * RS
-    numeric = _los(lambda r: S.nfw_density(r, RS, RHO_S), R)
-    assert S.nfw_projected_density(R, RS, RHO_S) == pytest.approx(numeric, rel=1e-4)
-
-
-@pytest.mark.parametrize("x", [0.1, 0.7, 1.0, 1.5, 4.0, 7.9])
-def test_truncated_nfw_matches_line_of_sight_integration(x):
-    rt = 8 * RS
-    R = x * RS
-    numeric = _los(lambda r: S.nfw_density(r, RS, RHO_S), R, math.sqrt(rt**2 - R**2))
-    assert S.truncated_nfw_projected_density(R, RS, RHO_S, rt) == pytest.approx(numeric, 1e-4)
-    mass = integrate.quad(
-        lambda u: 2 * math.pi * u * S.truncated_nfw_projected_density(u, RS, RHO_S, rt),
-        0,
-        R,
-        epsrel=1e-10,
-        limit=200,
-        points=[RS] if R > RS else None,
-    )[0]
-    assert S.truncated_nfw_projected_mass(R, RS, RHO_S, rt) == pytest.approx(mass, rel=1e-6)
-    assert S.truncated_nfw_projected_density(rt * 1.01, RS, RHO_S, rt) == 0.0
-    total = 4 * math.pi * RHO_S * RS**3 * S.nfw_mu(8.0)
-    assert S.truncated_nfw_projected_mass(rt * 2, RS, RHO_S, rt) == pytest.approx(total, 1e-12)
-
-
-@pytest.mark.parametrize("x", [0.1, 1.0, 2.5])
-def test_untruncated_projected_nfw_mass(x):
-    R = x * RS
-    mass = integrate.quad(
-        lambda u: 2 * math.pi * u * S.nfw_projected_density(u, RS, RHO_S), 0, R, epsrel=1e-10
-    )[0]
-    assert S.nfw_projected_mass(R, RS, RHO_S) == pytest.approx(mass, rel=1e-6)
-
-
-@pytest.mark.parametrize("s", [0.05, 0.5, 1.0, 2.0, 20.0])
-def test_projected_hernquist(s):
-    a, mass = 0.01, 1e11
-
-    def rho(r):  # Hernquist 1990 eq. 2
-        return mass * a / (2 * math.pi * r * (r + a) ** 3)
-
-    assert S.hernquist_projected(s * a, mass, a) == pytest.approx(_los(rho, s * a), rel=1e-4)
-    enclosed = integrate.quad(
-        lambda u: 2 * math.pi * u * S.hernquist_projected(u, mass, a), 0, s * a, epsrel=1e-10
-    )[0]
-    assert S.hernquist_projected_mass(s * a, mass, a) == pytest.approx(enclosed, rel=1e-6)
-    # The projected half-mass radius is 1.8153 a.
-    assert S.hernquist_projected_mass(1.8153 * a, mass, a) == pytest.approx(mass / 2, rel=1e-4)
-
-
-@pytest.mark.parametrize("x", [0.0, 0.3, 1.0, 2.9])
-def test_projected_beta_model(x):
-    rc, rt, mass = 0.1, 0.3, 1e13
-    rho0 = mass / integrate.quad(lambda r: 4 * math.pi * r**2 / (1 + (r / rc) ** 2), 0, rt)[0]
-    R = x * rc
-    numeric = _los(lambda r: rho0 / (1 + (r / rc) ** 2), R, math.sqrt(rt**2 - R**2))
-    assert S.beta_model_projected_density(R, mass, rc, rt) == pytest.approx(numeric, rel=1e-6)
-    enclosed = integrate.quad(
-        lambda u: 2 * math.pi * u * S.beta_model_projected_density(u, mass, rc, rt), 0, R
-    )[0]
-    assert S.beta_model_projected_mass(R, mass, rc, rt) == pytest.approx(enclosed, abs=1e-6 * mass)
-    assert S.beta_model_projected_mass(rt, mass, rc, rt) == pytest.approx(mass, rel=1e-12)
-
-
 def test_tapered_profiles_keep_their_meaning():
     c = 6.0
-    r200 = S.r200_from_m200(1e13)
+    r200 = H.r200_from_m200(1e13)
     rs = r200 / c
-    rho_s = S.nfw_rho_s(1e13, c)
+    rho_s = H.nfw_rho_s(1e13, c)
     # Inside R200 the taper is 1: the 3D mass inside R200 is M200, the total a bit more.
     total = S.tapered_nfw_mass(rs, rho_s, r200)
-    assert 1e13 < total < 1e13 * S.nfw_mu(3 * c) / S.nfw_mu(c)
+    assert 1e13 < total < 1e13 * H.nfw_mu(3 * c) / H.nfw_mu(c)
     assert S.tapered_nfw_projected_mass(3.01 * r200, rs, rho_s, r200) == pytest.approx(total)
     assert S.tapered_beta_projected_mass(3.01 * r200, 1e12, 0.05, r200) == pytest.approx(1e12)
 
@@ -401,10 +304,10 @@ def test_centred_pixels_match_2d_quadrature(i, j):
     h = box / n
     rs, rho_s, rt = 0.15, 1e15, 1.5
     _, edges = S.annulus_operator(n, box)
-    pix = S.paint_centred(S.truncated_nfw_projected_mass(edges[None], rs, rho_s, rt), n, box)[0]
+    pix = S.paint_centred(H.truncated_nfw_projected_mass(edges[None], rs, rho_s, rt), n, box)[0]
     x0, y0 = (j - n / 2) * h, (i - n / 2) * h
     exact = integrate.dblquad(
-        lambda y, x: S.truncated_nfw_projected_density(math.hypot(x, y), rs, rho_s, rt),
+        lambda y, x: H.truncated_nfw_projected_density(math.hypot(x, y), rs, rho_s, rt),
         x0,
         x0 + h,
         y0,
@@ -438,32 +341,7 @@ def test_rings_conserve_mass_inside_and_drop_it_outside():
     assert one[0, 8, 8] == pytest.approx(2.0)
 
 
-# --- The stage and its figure -----------------------------------------------------------------
-
-
-def test_generate_writes_npz_and_figure(tmp_path):
-    cfg = config_from_dict(
-        {
-            "seed": 7,
-            "paths": {"raw_dir": str(tmp_path / "raw"), "reports_dir": str(tmp_path / "rep")},
-            "simulator": {
-                "n_maps": 4,
-                "resolution": 16,
-                "n_truth_realizations": 2,
-                "n_figure_maps": 2,
-            },
-        }
-    )
-    path = S.generate(cfg)
-    assert path == tmp_path / "raw" / "synthetic.npz"
-    with np.load(path, allow_pickle=False) as f:
-        assert set(f.files) == KEYS | {"truth_realizations"}
-        ref = S.simulate(cfg.simulator, 4, 7, 2)
-        for key in f.files:
-            np.testing.assert_array_equal(f[key], ref[key], err_msg=key)
-    png = tmp_path / "rep" / "generated_cutouts.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # atomic writes
+# --- The figure -----------------------------------------------------------------------------
 
 
 def test_plot_cutouts(tmp_path):

@@ -35,7 +35,9 @@ import numpy as np
 import pandas as pd
 
 from halocm.config import Simulator
+from halocm.data import fields
 from halocm.data import synthetic as S
+from halocm.data.halos import OMEGA_B
 from halocm.io import atomic_path, save_npz, write_text
 
 BOX_STREAM = 1000
@@ -56,38 +58,12 @@ class Box:
     channel_names: tuple[str, ...] = S.CHANNEL_NAMES
 
 
-def draw_params(rng: np.random.Generator) -> dict[str, float]:
-    """θ from the cutout simulator's ranges: Ωm, σ8 uniform, A_SN1, A_AGN1 log-uniform."""
-    lo, hi = np.log(S.FEEDBACK_RANGE)
-    return {
-        "Omega_m": float(rng.uniform(*S.OMEGA_M_RANGE)),
-        "sigma_8": float(rng.uniform(*S.SIGMA_8_RANGE)),
-        "A_SN1": float(np.exp(rng.uniform(lo, hi))),
-        "A_AGN1": float(np.exp(rng.uniform(lo, hi))),
-    }
-
-
-def power_law_masses(
-    rng: np.random.Generator, n: int, m_min: float, m_max: float, slope: float = MASS_SLOPE
-) -> np.ndarray:
-    """n masses from dN/dM ∝ M^−slope on [m_min, m_max] by inverse CDF (slope ≠ 1):
-    M = [m_min^−e − u (m_min^−e − m_max^−e)]^(−1/e), e = slope − 1."""
-    e = slope - 1.0
-    lo, hi = m_min**-e, m_max**-e
-    return (lo - rng.uniform(size=n) * (lo - hi)) ** (-1.0 / e)
-
-
 def _host_draws(seed: int, index: int, m200: float) -> tuple[float, tuple[np.ndarray, ...]]:
-    """Concentration and subhalos of host `index`: the recipe of `synthetic.draw_catalog`
-    (Duffy c200 with 0.11 dex scatter; Poisson subhalo count, dN/dm ∝ m^−1.9 on
-    [1e11, 0.1 M]; NFW-quantile radius, isotropic line of sight, uniform position angle)."""
+    """Concentration and subhalos of host `index`, drawn as `synthetic.draw_catalog` draws
+    them, from the host's own stream."""
     rng = np.random.default_rng([seed, index, HOST_STREAM])
-    c200 = S.duffy_concentration(m200) * 10 ** (S.CONC_SCATTER_DEX * rng.standard_normal())
-    n_sub = rng.poisson(S.mean_subhalo_count(m200))
-    m_sub = power_law_masses(rng, n_sub, S.SUB_MASS_MIN, S.SUB_MASS_MAX_FRAC * m200, S.SUB_SLOPE)
-    c_sub = S.duffy_concentration(m_sub) * 10 ** (S.CONC_SCATTER_DEX * rng.standard_normal(n_sub))
-    geo = rng.uniform(size=(3, n_sub))
-    return float(c200), (m_sub, c_sub, geo[0], 2.0 * geo[1] - 1.0, 2.0 * np.pi * geo[2])
+    c200 = S.draw_concentration(rng, m200)
+    return float(c200), S.draw_subhalos(rng, m200)
 
 
 def host_catalog(
@@ -95,28 +71,14 @@ def host_catalog(
 ) -> S.HaloCatalog:
     """A `synthetic.HaloCatalog` for hosts `index` under the box's θ; its background noise is
     zero (the box has one background of its own, added once)."""
-    b = len(index)
     draws = [_host_draws(seed, int(i), float(m)) for i, m in zip(index, m200, strict=True)]
-    c200 = [d[0] for d in draws]
-    subs = [d[1] for d in draws]
-    flat = [np.concatenate([s[j] for s in subs]) for j in range(5)]
-    owner = np.repeat(np.arange(b), [len(s[0]) for s in subs])
-    full = {
-        k: np.full(b, theta[name])
-        for k, name in zip(("omega_m", "sigma_8", "a_sn", "a_agn"), S.PARAM_NAMES, strict=True)
-    }
-    return S.HaloCatalog(
-        np.asarray(index),
-        **full,
-        m200=np.asarray(m200, float),
-        c200=np.array(c200),
-        sub_owner=owner,
-        sub_m200=flat[0],
-        sub_c200=flat[1],
-        sub_q=flat[2],
-        sub_mu=flat[3],
-        sub_phi=flat[4],
-        bg_noise=np.zeros((b, stamp, stamp), np.float32),
+    return S.assemble_catalog(
+        index,
+        [[theta[name] for name in S.PARAM_NAMES]] * len(index),
+        m200,
+        [c for c, _ in draws],
+        [subs for _, subs in draws],
+        np.zeros((len(index), stamp, stamp), np.float32),
     )
 
 
@@ -133,49 +95,6 @@ def paint_hosts(stamp_cfg: Simulator, cat: S.HaloCatalog, seed: int) -> np.ndarr
     noise = dataclasses.replace(noise, clump=np.zeros_like(noise.clump))
     hydro = S.paint_target(stamp_cfg, cat, dark, noise)
     return np.concatenate([dmo[:, None], hydro], axis=1)
-
-
-def _background(cfg: Simulator, theta: dict[str, float], noise: np.ndarray):
-    """Periodic lognormal DMO background (N, N) and its smoothed gas, via the cutout
-    simulator's `_background` on a one-row catalogue whose noise is the whole box."""
-    one = {
-        k: np.array([theta[name]])
-        for k, name in zip(("omega_m", "sigma_8", "a_sn", "a_agn"), S.PARAM_NAMES, strict=True)
-    }
-    empty = np.zeros(0)
-    cat = S.HaloCatalog(
-        np.zeros(1, int),
-        **one,
-        m200=np.ones(1),
-        c200=np.ones(1),
-        sub_owner=np.zeros(0, int),
-        sub_m200=empty,
-        sub_c200=empty,
-        sub_q=empty,
-        sub_mu=empty,
-        sub_phi=empty,
-        bg_noise=noise[None],
-    )
-    field, gas = S._background(cfg, cat)
-    return field[0].astype(np.float64), gas[0].astype(np.float64)
-
-
-def _clump(gas: np.ndarray, theta: dict[str, float], noise: np.ndarray, h: float):
-    """Box-wide lognormal clumping exp(σ g − σ²/2), σ = 0.3 (A_SN1 A_AGN1)^0.1, g a unit
-    Gaussian field correlated over CLUMP_LENGTH; the total gas is kept exactly."""
-    n = gas.shape[-1]
-    g = S._filtered_noise(noise[None], S._clump_filter(n, h)[None])[0]
-    sig = S.CLUMP_SIGMA * (theta["A_SN1"] * theta["A_AGN1"]) ** S.CLUMP_SIGMA_FB
-    clumped = gas * np.exp(sig * g - 0.5 * sig**2)
-    return clumped * (gas.sum() / clumped.sum())
-
-
-def _add_periodic(out: np.ndarray, stamp: np.ndarray, iy: int, ix: int) -> None:
-    """out[..., iy + j mod N, ix + i mod N] += stamp[..., j, i] (stamp side ≤ N)."""
-    n_box, s = out.shape[-1], stamp.shape[-1]
-    rows = (iy + np.arange(s)) % n_box
-    cols = (ix + np.arange(s)) % n_box
-    out[..., rows[:, None], cols[None, :]] += stamp
 
 
 def simulate_box(
@@ -199,10 +118,11 @@ def simulate_box(
         raise ValueError(f"box of {n_pixels} pixels is smaller than one cutout ({n})")
     h = cfg.box_size / n
     rng = np.random.default_rng([seed, 0, BOX_STREAM])
-    theta = draw_params(rng) if params is None else {k: float(params[k]) for k in S.PARAM_NAMES}
+    values = S.draw_theta(rng) if params is None else [params[k] for k in S.PARAM_NAMES]
+    theta = {k: float(v) for k, v in zip(S.PARAM_NAMES, values, strict=True)}
     m_lo = 10 ** (cfg.log_mass_min if log_mass_min is None else log_mass_min)
     m_hi = 10 ** (cfg.log_mass_max if log_mass_max is None else log_mass_max)
-    m200 = power_law_masses(rng, n_halos, m_lo, m_hi, mass_slope)
+    m200 = S.power_law_masses(rng, n_halos, m_lo, m_hi, mass_slope)
     corner = rng.integers(0, n_pixels, size=(n_halos, 2))  # (ix, iy) pixel corners
     bg_noise = rng.standard_normal((n_pixels, n_pixels), dtype=np.float32)
     clump_noise = rng.standard_normal((n_pixels, n_pixels), dtype=np.float32)
@@ -218,13 +138,25 @@ def simulate_box(
         stamps = paint_hosts(stamp_cfg, host_catalog(seed, idx, m200[idx], theta, stamp), seed)
         for j, i in enumerate(idx):
             ix, iy = corner[i]
-            _add_periodic(maps, stamps[j], iy - stamp // 2, ix - stamp // 2)
+            fields.paste(maps, stamps[j], iy - stamp // 2, ix - stamp // 2)
 
-    field, field_gas = _background(cfg, theta, bg_noise)
-    f_b = S.OMEGA_B / theta["Omega_m"]
+    # One periodic background for the whole box: the cutout simulator's, on a batch of one.
+    one = {k: np.array([theta[k]]) for k in S.PARAM_NAMES}
+    field, field_gas = S.background(
+        bg_noise[None],
+        one["Omega_m"],
+        one["sigma_8"],
+        one["A_AGN1"],
+        pixel=h,
+        depth=cfg.projection_depth,
+    )
+    field, field_gas = field[0].astype(np.float64), field_gas[0].astype(np.float64)
+    f_b = OMEGA_B / theta["Omega_m"]
     maps[0] += field
     maps[1] += (1.0 - f_b) * field
-    maps[2] = _clump(maps[2] + field_gas, theta, clump_noise, h)
+    # All the box's gas is clumped by one field (the cutouts' σ and correlation length).
+    sigma = S.clump_sigma(theta["A_SN1"], theta["A_AGN1"])
+    maps[2] = S.clump_gas((maps[2] + field_gas)[None], clump_noise[None], sigma, h)[0]
     catalog = pd.DataFrame({"x": corner[:, 0] * h, "y": corner[:, 1] * h, "m200": m200})
     for name in S.PARAM_NAMES:
         catalog[name] = theta[name]

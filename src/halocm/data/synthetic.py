@@ -1,4 +1,4 @@
-"""The embedded halo simulator (DESIGN.md §3) and the `generate` stage.
+"""The embedded halo simulator (DESIGN.md §3).
 
 One cutout per host halo, in the spirit of baryonification (Schneider & Teyssier 2015):
 a gravity-only (DMO) map — projected tapered NFW host + subhalos + a lognormal background —
@@ -29,21 +29,30 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
-import scipy.fft as sfft
-from scipy import sparse, special
+from scipy import sparse
 
-from halocm.config import Config, Simulator
-from halocm.io import save_npz
+from halocm.config import Simulator
+from halocm.data import fields
+from halocm.data.halos import (
+    OMEGA_B,
+    RHO_CRIT,
+    beta_model_projected_mass,
+    beta_model_rho0,
+    disc_rect_area,
+    duffy_concentration,
+    gaussian_projected_mass,
+    hernquist_projected_mass,
+    nfw_mu,
+    nfw_radius_quantile,
+    nfw_rho_s,
+    r200_from_m200,
+    truncated_nfw_projected_mass,
+)
 
 PARAM_NAMES = ("Omega_m", "sigma_8", "A_SN1", "A_AGN1")
 CHANNEL_NAMES = ("dm_hydro", "gas", "stars")
-OMEGA_B = 0.049
-
-# Critical density in (Msun/h) / (Mpc/h)^3: 2.775e11 h^2 Msun Mpc^-3 with h absorbed.
-RHO_CRIT = 2.775e11
 # Little h used only to put Moster et al. (2013), calibrated in Msun, into Msun/h (CAMELS h).
 H_LITTLE = 0.6711
 
@@ -99,128 +108,11 @@ ANNULUS_REL_WIDTH, ANNULUS_MIN_WIDTH, ANNULUS_MAX_WIDTH = 1.0 / 64, 1.0 / 32, 1.
 SUB_RINGS, SUB_ANGLES = 16, 24  # quadrature points per subhalo / satellite
 BATCH_PIXELS = 2**22  # field pixels per batch: bounds memory whatever the resolution
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
-_NEAR_ONE = 1e-4  # x within this of 1: interpolate across the removable singularity
 
 
 # ---------------------------------------------------------------------------------------------
-# Halo basics
+# Tapered host profiles (the TAPER_RADII staircase)
 # ---------------------------------------------------------------------------------------------
-
-
-def r200_from_m200(m200):
-    """R200c [Mpc/h] from M200c [Msun/h]: M = (4π/3) 200 ρcrit R³."""
-    return np.cbrt(3.0 * np.asarray(m200, float) / (4.0 * np.pi * 200.0 * RHO_CRIT))
-
-
-def duffy_concentration(m200, z: float = 0.0):
-    """Median c200c of Duffy et al. 2008 (full sample, 200c): 5.71 (M/2e12)^-0.084 (1+z)^-0.47."""
-    return 5.71 * (np.asarray(m200, float) / 2e12) ** -0.084 * (1.0 + z) ** -0.47
-
-
-def nfw_mu(x):
-    """Dimensionless NFW enclosed mass μ(x) = ln(1+x) − x/(1+x); M(<r) = 4π ρs rs³ μ(r/rs)."""
-    x = np.asarray(x, float)
-    return np.log1p(x) - x / (1.0 + x)
-
-
-def nfw_rho_s(m200, c200):
-    """Characteristic density ρs so that M(<R200) = M200 (Navarro, Frenk & White 1997)."""
-    rs = r200_from_m200(m200) / c200
-    return np.asarray(m200, float) / (4.0 * np.pi * rs**3 * nfw_mu(c200))
-
-
-def nfw_density(r, rs, rho_s):
-    """3D NFW ρ(r) = ρs / [(r/rs)(1 + r/rs)²]."""
-    x = np.asarray(r, float) / rs
-    return rho_s / (x * (1.0 + x) ** 2)
-
-
-def _near_one(fn, x):
-    """fn(x) with x ≈ 1 replaced by linear interpolation between fn(1 ± ε).
-
-    The projected NFW/Hernquist formulas have removable 0/0 singularities at x = 1; across
-    |x − 1| < ε = 1e-4 they are smooth: interpolation and cancellation errors are both ~1e-8."""
-    x = np.asarray(x, float)
-    near = np.abs(x - 1.0) < _NEAR_ONE
-    if not near.any():
-        return fn(x)
-    lo = fn(np.where(near, 1.0 - _NEAR_ONE, x))
-    hi = fn(np.where(near, 1.0 + _NEAR_ONE, x))
-    t = (x - (1.0 - _NEAR_ONE)) / (2.0 * _NEAR_ONE)
-    return np.where(near, lo + t * (hi - lo), lo)
-
-
-def _nfw_f(x):
-    """F(x) = arccosh(1/x)/√(1−x²) (x<1), arccos(1/x)/√(x²−1) (x>1); Wright & Brainerd 2000."""
-    x = np.asarray(x, float)
-    xl = np.clip(x, 1e-300, 1.0 - 1e-15)
-    xh = np.maximum(x, 1.0 + 1e-15)
-    below = np.arccosh(1.0 / xl) / np.sqrt(1.0 - xl * xl)
-    above = np.arccos(1.0 / xh) / np.sqrt(xh * xh - 1.0)
-    return np.where(x < 1.0, below, np.where(x > 1.0, above, 1.0))
-
-
-def nfw_projected_density(R, rs, rho_s):
-    """Σ(R) of the untruncated NFW, Wright & Brainerd 2000 eq. 11:
-    Σ = 2 ρs rs (1 − F(x)) / (x² − 1), x = R/rs (→ 2ρs rs/3 at x = 1)."""
-    x = np.asarray(R, float) / rs
-    return 2.0 * rho_s * rs * _near_one(lambda u: (1.0 - _nfw_f(u)) / (u * u - 1.0), x)
-
-
-def nfw_projected_mass(R, rs, rho_s):
-    """Mass inside projected radius R, untruncated NFW: 4π ρs rs³ [ln(x/2) + F(x)]
-    (Bartelmann 1996; diverges logarithmically as R → ∞)."""
-    x = np.asarray(R, float) / rs
-    xs = np.maximum(x, 1e-300)
-    m = np.log(xs / 2.0) + _near_one(_nfw_f, xs)
-    return np.where(x > 0, 4.0 * np.pi * rho_s * rs**3 * m, 0.0)
-
-
-def _tnfw_terms(x, c):
-    """Shared pieces of the NFW truncated at r = c rs (Takada & Jain 2003, eqs. 27–28)."""
-    s = np.sqrt(np.maximum(c * c - x * x, 0.0))
-    a = (x * x + c) / (x * (1.0 + c))
-    return s, a
-
-
-def truncated_nfw_projected_density(R, rs, rho_s, rt):
-    """Σ(R) of the NFW sharply truncated in 3D at rt (Takada & Jain 2003, eq. 27),
-    Σ = 2 ρs rs f(x; c), c = rt/rs, zero beyond rt; it goes to zero continuously at rt."""
-    x = np.maximum(np.asarray(R, float) / rs, 1e-300)
-    c = np.asarray(rt, float) / rs
-
-    def f(u):
-        s, a = _tnfw_terms(u, c)
-        one = 1.0 - u * u
-        inner = np.arccosh(np.maximum(a, 1.0)) / np.abs(one) ** 1.5
-        outer = -np.arccos(np.clip(a, -1.0, 1.0)) / np.abs(one) ** 1.5
-        return -s / (one * (1.0 + c)) + np.where(u < 1.0, inner, outer)
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sig = 2.0 * rho_s * rs * _near_one(f, x)
-    return np.where(x < c, sig, 0.0)
-
-
-def truncated_nfw_projected_mass(R, rs, rho_s, rt):
-    """Mass inside projected R of the NFW truncated at rt (the projection of the truncated
-    sphere along the whole line of sight): 4π ρs rs³ h(x; c) with (Takada & Jain 2003)
-    h = (√(c²−x²) − c)/(1+c) + ln[x(1+c)/(c+√(c²−x²))] + arccosh(a)/√(1−x²)  (x < 1;
-    arccos(a)/√(x²−1) for x > 1), a = (x²+c)/(x(1+c)); h = μ(c) for x ≥ c."""
-    x = np.asarray(R, float) / rs
-    c = np.asarray(rt, float) / rs
-    xs = np.clip(x, 1e-300, c)
-
-    def h(u):
-        s, a = _tnfw_terms(u, c)
-        one = 1.0 - u * u
-        inner = np.arccosh(np.maximum(a, 1.0)) / np.sqrt(np.abs(one))
-        outer = np.arccos(np.clip(a, -1.0, 1.0)) / np.sqrt(np.abs(one))
-        return (s - c) / (1.0 + c) + np.log(u * (1.0 + c) / (c + s)) + np.where(u < 1, inner, outer)
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m = _near_one(h, xs)
-    m = np.where(x >= c, nfw_mu(c), m)
-    return np.where(x > 0, 4.0 * np.pi * rho_s * rs**3 * m, 0.0)
 
 
 def tapered_nfw_projected_mass(R, rs, rho_s, r200):
@@ -237,62 +129,10 @@ def tapered_nfw_mass(rs, rho_s, r200):
     return 4.0 * np.pi * rho_s * rs**3 * mu
 
 
-# ---------------------------------------------------------------------------------------------
-# Baryon profiles
-# ---------------------------------------------------------------------------------------------
-
-
-def hernquist_projected(R, mass, a):
-    """Projected Hernquist Σ(R), Hernquist 1990 eq. 33:
-    Σ = M / (2π a² (1−s²)²) [(2+s²) X(s) − 3], s = R/a, X = the NFW F(s)."""
-    s = np.maximum(np.asarray(R, float) / a, 1e-300)
-
-    def f(u):
-        return ((2.0 + u * u) * _nfw_f(u) - 3.0) / (1.0 - u * u) ** 2
-
-    return mass / (2.0 * np.pi * a * a) * _near_one(f, s)
-
-
-def hernquist_projected_mass(R, mass, a):
-    """Mass inside projected R, Hernquist 1990 eq. 37: M s² (X(s) − 1)/(1 − s²).
-    The projected half-mass radius is 1.8153 a; the 3D one (1+√2) a."""
-    s = np.asarray(R, float) / a
-    ss = np.maximum(s, 1e-300)
-    m = _near_one(lambda u: u * u * (_nfw_f(u) - 1.0) / (1.0 - u * u), ss)
-    return np.where(s > 0, mass * m, 0.0)
-
-
-def _beta_rho0(mass, rc, rt):
-    """Central density of the β = 2/3 model ρ0/(1 + r²/rc²) holding `mass` inside rt."""
-    return mass / (4.0 * np.pi * rc * rc * (rt - rc * np.arctan(rt / rc)))
-
-
-def beta_model_projected_density(R, mass, rc, rt):
-    """Σ(R) of the β = 2/3 model (Cavaliere & Fusco-Femiano 1976) truncated in 3D at rt:
-    Σ = 2ρ0 rc² / √(rc²+R²) · arctan(√(rt²−R²) / √(rc²+R²))."""
-    R = np.asarray(R, float)
-    u = np.sqrt(rc * rc + R * R)
-    z = np.sqrt(np.maximum(rt * rt - R * R, 0.0))
-    return 2.0 * _beta_rho0(mass, rc, rt) * rc * rc / u * np.arctan(z / u)
-
-
-def beta_model_projected_mass(R, mass, rc, rt):
-    """Mass inside projected R of the truncated β = 2/3 model: with u = √(rc²+R²) and
-    s² = rt² + rc², M2D = 4πρ0 rc² [G(u) − G(rc)], G(u) = u arccos(u/s) − √(s²−u²)."""
-    R = np.minimum(np.asarray(R, float), rt)
-    s = np.sqrt(rt * rt + rc * rc)
-
-    def g(u):
-        return u * np.arccos(np.minimum(u / s, 1.0)) - np.sqrt(np.maximum(s * s - u * u, 0.0))
-
-    rho0 = _beta_rho0(mass, rc, rt)
-    return 4.0 * np.pi * rho0 * rc * rc * (g(np.sqrt(rc * rc + R * R)) - g(rc))
-
-
 def tapered_beta_projected_mass(R, mass, rc, r200):
     """Mass inside projected R of the β = 2/3 model tapered like the host (TAPER_RADII),
     holding `mass` in total: one ρ0 shared by the truncated pieces."""
-    unit = [1.0 / _beta_rho0(1.0, rc, f * r200) for f in TAPER_RADII]  # piece mass at ρ0 = 1
+    unit = [1.0 / beta_model_rho0(1.0, rc, f * r200) for f in TAPER_RADII]  # piece mass at ρ0 = 1
     rho0 = mass / np.mean(unit, axis=0)
     pieces = [
         beta_model_projected_mass(R, rho0 * u, rc, f * r200)
@@ -301,11 +141,9 @@ def tapered_beta_projected_mass(R, mass, rc, r200):
     return np.mean(pieces, axis=0)
 
 
-def gaussian_projected_mass(R, mass, sigma):
-    """Mass inside projected R of a 3D Gaussian cloud (the ejected gas of Schneider &
-    Teyssier 2015): its projection is a 2D Gaussian, M2D = M (1 − exp(−R²/2σ²))."""
-    R = np.asarray(R, float)
-    return mass * -np.expm1(-(R * R) / (2.0 * sigma * sigma))
+# ---------------------------------------------------------------------------------------------
+# Galaxy and gas recipes
+# ---------------------------------------------------------------------------------------------
 
 
 def moster_stellar_mass(m200):
@@ -354,15 +192,6 @@ def hernquist_scale(r200):
     return STAR_HALF_MASS * np.asarray(r200, float) / (1.0 + math.sqrt(2.0))
 
 
-def nfw_radius_quantile(q, c):
-    """3D radius in units of rs holding fraction q of the NFW mass inside c rs: solves
-    μ(x) = q μ(c) exactly, x = −1/W0(−exp(−1 − q μ(c))) − 1 (Lambert W)."""
-    y = np.asarray(q, float) * nfw_mu(c)
-    # At y = 0 the argument sits on the branch point −1/e, where rounding can step past it.
-    w = special.lambertw(np.maximum(-np.exp(-1.0 - y), -math.exp(-1.0)), 0).real
-    return np.where(y > 0, -1.0 / np.minimum(w, -1e-300) - 1.0, 0.0)
-
-
 def mean_subhalo_count(m200):
     """Poisson mean of subhalos with SUB_MASS_MIN < m < 0.1 M: A [(m_min/M)^-0.9 − 0.1^-0.9]."""
     x = SUB_MASS_MIN / np.asarray(m200, float)
@@ -373,32 +202,6 @@ def mean_subhalo_count(m200):
 # ---------------------------------------------------------------------------------------------
 # Pixel integration
 # ---------------------------------------------------------------------------------------------
-
-
-def _quadrant_area(x, y, R):
-    """Area of {0 ≤ u ≤ x, 0 ≤ v ≤ y, u² + v² ≤ R²} for x, y ≥ 0 (closed form)."""
-    R = np.maximum(R, 0.0)
-    xc, yc = np.minimum(x, R), np.minimum(y, R)
-    inside = xc * xc + yc * yc <= R * R
-    ustar = np.sqrt(np.maximum(R * R - yc * yc, 0.0))
-    # ∫ √(R²−u²) du antiderivative; R = 0 only where the area is 0 anyway.
-    with np.errstate(divide="ignore", invalid="ignore"):
-
-        def prim(u):
-            return 0.5 * (u * np.sqrt(np.maximum(R * R - u * u, 0.0)) + R * R * np.arcsin(u / R))
-
-        arc = yc * ustar + prim(xc) - prim(ustar)
-    return np.where(inside, xc * yc, np.where(R > 0, arc, 0.0))
-
-
-def disc_rect_area(R, x0, x1, y0, y1):
-    """Exact area of the disc of radius R at the origin inside [x0, x1] × [y0, y1]
-    (inclusion–exclusion of signed quadrant areas)."""
-
-    def signed(x, y):
-        return np.sign(x) * np.sign(y) * _quadrant_area(np.abs(x), np.abs(y), R)
-
-    return signed(x1, y1) - signed(x0, y1) - signed(x1, y0) + signed(x0, y0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -498,69 +301,6 @@ def _ring_quadrature(edges: np.ndarray, enclosed: np.ndarray, total: np.ndarray)
 
 
 # ---------------------------------------------------------------------------------------------
-# Random fields
-# ---------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def _wavenumbers(m: int, spacing: float) -> np.ndarray:
-    """|k| [h/Mpc] on the rfft2 grid of an m × m field with the given pixel spacing."""
-    ky = 2.0 * np.pi * np.fft.fftfreq(m, d=spacing)
-    kx = 2.0 * np.pi * np.fft.rfftfreq(m, d=spacing)
-    return np.hypot(ky[:, None], kx[None, :])
-
-
-def _impulse_variance(filt: np.ndarray, m: int) -> float:
-    """Variance of white noise (unit σ per pixel) coloured by `filt`: Σ of the squared
-    impulse response irfft2(filt), since the coloured field is a circular convolution."""
-    return float((sfft.irfft2(filt.astype(float), s=(m, m)) ** 2).sum())
-
-
-@functools.lru_cache(maxsize=16)
-def _background_filter(m: int, spacing: float) -> tuple[np.ndarray, float]:
-    """Filter √P(k)/spacing at σ8 = 1 (white noise → field of spectrum P) and its variance,
-    P(k) = BG_AMPLITUDE k^BG_SLOPE with k in h/Mpc; no k = 0 mode (the mean is set apart)."""
-    k = _wavenumbers(m, spacing)
-    power = np.zeros_like(k)
-    power[k > 0] = BG_AMPLITUDE * k[k > 0] ** BG_SLOPE
-    amp = (np.sqrt(power) / spacing).astype(np.float32)
-    return amp, _impulse_variance(amp, m)
-
-
-@functools.lru_cache(maxsize=16)
-def _clump_filter(n: int, spacing: float) -> np.ndarray:
-    """Filter giving a unit-variance Gaussian field with P ∝ exp(−k² ℓ²), ℓ = CLUMP_LENGTH."""
-    k = _wavenumbers(n, spacing)
-    amp = np.exp(-0.5 * (k * CLUMP_LENGTH) ** 2)
-    amp[0, 0] = 0.0
-    return (amp / math.sqrt(_impulse_variance(amp, n))).astype(np.float32)
-
-
-def _filtered_noise(noise: np.ndarray, filt: np.ndarray) -> np.ndarray:
-    """Gaussian random field(s): white noise (B, m, m) coloured by filt (…, m, m//2+1)."""
-    m = noise.shape[-1]
-    return sfft.irfft2(sfft.rfft2(noise, axes=(-2, -1)) * filt, s=(m, m), axes=(-2, -1))
-
-
-def _smooth(field: np.ndarray, sigma: np.ndarray, spacing: float) -> np.ndarray:
-    """Gaussian smoothing (per map σ, Mpc/h) in Fourier space; conserves the periodic total."""
-    m = field.shape[-1]
-    k2 = _wavenumbers(m, spacing) ** 2
-    kernel = np.exp(-0.5 * k2[None] * (sigma**2)[:, None, None]).astype(np.float32)
-    return _filtered_noise(field, kernel)
-
-
-def _block_mean(field: np.ndarray, f: int) -> np.ndarray:
-    b, m, _ = field.shape
-    return field.reshape(b, m // f, f, m // f, f).mean(axis=(2, 4))
-
-
-def _central(field: np.ndarray, size: int) -> np.ndarray:
-    start = (field.shape[-1] - size) // 2
-    return field[..., start : start + size, start : start + size]
-
-
-# ---------------------------------------------------------------------------------------------
 # Draws: the condition stream and the baryon streams
 # ---------------------------------------------------------------------------------------------
 
@@ -625,34 +365,72 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def draw_theta(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """θ in PARAM_NAMES order, CAMELS LH-like: Ωm, σ8 uniform, A_SN1, A_AGN1 log-uniform."""
+    return (
+        rng.uniform(*OMEGA_M_RANGE),
+        rng.uniform(*SIGMA_8_RANGE),
+        _log_uniform(rng, *FEEDBACK_RANGE),
+        _log_uniform(rng, *FEEDBACK_RANGE),
+    )
+
+
+def draw_concentration(rng: np.random.Generator, m200):
+    """c200 of Duffy et al. 2008 with CONC_SCATTER_DEX lognormal scatter, one draw per mass."""
+    scatter = rng.standard_normal(np.shape(m200) or None)
+    return duffy_concentration(m200) * 10 ** (CONC_SCATTER_DEX * scatter)
+
+
+def power_law_masses(
+    rng: np.random.Generator, n: int, m_min: float, m_max: float, slope: float
+) -> np.ndarray:
+    """n masses from dN/dM ∝ M^−slope on [m_min, m_max] by inverse CDF (slope ≠ 1):
+    M = [m_min^−e − u (m_min^−e − m_max^−e)]^(−1/e), e = slope − 1."""
+    e = slope - 1.0
+    lo, hi = m_min**-e, m_max**-e
+    return (lo - rng.uniform(size=n) * (lo - hi)) ** (-1.0 / e)
+
+
+def draw_subhalos(rng: np.random.Generator, m200: float) -> tuple[np.ndarray, ...]:
+    """Subhalos of a host: a Poisson count of mean `mean_subhalo_count`, masses from
+    dN/dm ∝ m^-1.9 on [SUB_MASS_MIN, 0.1 M], scattered Duffy concentrations, the NFW mass
+    quantile of the 3D radius, the line-of-sight cosine (isotropic) and the position angle.
+    Returns (m200, c200, q, mu, phi), each (S,)."""
+    n_sub = rng.poisson(mean_subhalo_count(m200))
+    m_sub = power_law_masses(rng, n_sub, SUB_MASS_MIN, SUB_MASS_MAX_FRAC * m200, SUB_SLOPE)
+    c_sub = draw_concentration(rng, m_sub)
+    geo = rng.uniform(size=(3, n_sub))
+    return m_sub, c_sub, geo[0], 2.0 * geo[1] - 1.0, 2.0 * np.pi * geo[2]
+
+
+def assemble_catalog(index, theta, m200, c200, subs, bg_noise: np.ndarray) -> HaloCatalog:
+    """A HaloCatalog from per-host θ (B, 4), M200c and c200 (B,), one `draw_subhalos` tuple
+    per host and the background noise (B, m, m)."""
+    flat = [np.concatenate([s[j] for s in subs]) for j in range(5)]
+    owner = np.repeat(np.arange(len(index)), [len(s[0]) for s in subs])
+    return HaloCatalog(
+        np.asarray(index),
+        *np.asarray(theta, dtype=float).T,
+        np.asarray(m200, dtype=float),
+        np.asarray(c200, dtype=float),
+        owner,
+        *flat,
+        bg_noise,
+    )
+
+
 def draw_catalog(cfg: Simulator, seed: int, index: np.ndarray) -> HaloCatalog:
     """Draw θ, host, subhalos and background noise for maps `index` (condition stream 0)."""
     m = _field_size(cfg)
-    rows, subs, noise = [], [], []
+    theta, m200, c200, subs, noise = [], [], [], [], []
     for i in index:
         rng = _stream(seed, int(i), 0)
-        theta = (
-            rng.uniform(*OMEGA_M_RANGE),
-            rng.uniform(*SIGMA_8_RANGE),
-            _log_uniform(rng, *FEEDBACK_RANGE),
-            _log_uniform(rng, *FEEDBACK_RANGE),
-        )
-        m200 = 10 ** rng.uniform(cfg.log_mass_min, cfg.log_mass_max)
-        c200 = duffy_concentration(m200) * 10 ** (CONC_SCATTER_DEX * rng.standard_normal())
-        rows.append((*theta, m200, c200))
-        n_sub = rng.poisson(mean_subhalo_count(m200))
-        # Masses from dN/dm ∝ m^-1.9 on [m_min, 0.1 M] by inverse CDF.
-        e = SUB_SLOPE - 1.0
-        lo, hi = SUB_MASS_MIN**-e, (SUB_MASS_MAX_FRAC * m200) ** -e
-        m_sub = (lo - rng.uniform(size=n_sub) * (lo - hi)) ** (-1.0 / e)
-        c_sub = duffy_concentration(m_sub) * 10 ** (CONC_SCATTER_DEX * rng.standard_normal(n_sub))
-        geo = rng.uniform(size=(3, n_sub))
-        subs.append((m_sub, c_sub, geo[0], 2.0 * geo[1] - 1.0, 2.0 * np.pi * geo[2]))
+        theta.append(draw_theta(rng))
+        m200.append(10 ** rng.uniform(cfg.log_mass_min, cfg.log_mass_max))
+        c200.append(draw_concentration(rng, m200[-1]))
+        subs.append(draw_subhalos(rng, m200[-1]))
         noise.append(rng.standard_normal((m, m), dtype=np.float32))
-    cols = np.array(rows, dtype=float).T
-    flat = [np.concatenate([s[j] for s in subs]) for j in range(5)]
-    owner = np.repeat(np.arange(len(index)), [len(s[0]) for s in subs])
-    return HaloCatalog(np.asarray(index), *cols, owner, *flat, np.stack(noise))
+    return assemble_catalog(index, theta, m200, c200, subs, np.stack(noise))
 
 
 def draw_baryon_noise(cfg: Simulator, cat: HaloCatalog, seed: int, stream: int) -> BaryonNoise:
@@ -710,19 +488,19 @@ def _subhalos(cat: HaloCatalog) -> dict[str, np.ndarray]:
     }
 
 
-def _background(cfg: Simulator, cat: HaloCatalog):
-    """Lognormal background (mass per pixel) on the m × m field and its gas counterpart."""
-    h = cfg.box_size / cfg.resolution
-    m = cat.bg_noise.shape[-1]
-    amp, var0 = _background_filter(m, h)
-    sig8 = cat.sigma_8.astype(np.float32)[:, None, None]
-    g = _filtered_noise(cat.bg_noise, amp[None] * sig8)
+def background(noise, omega_m, sigma_8, a_agn, *, pixel: float, depth: float):
+    """Lognormal background (B, m, m), mass per pixel, from white noise (B, m, m) and θ (B,),
+    and its gas: (Ωb/Ωm) × the background smoothed by GAS_BG_SMOOTH A_AGN1^0.2 Mpc/h."""
+    m = noise.shape[-1]
+    amp, var0 = fields.power_law_filter(m, pixel, BG_AMPLITUDE, BG_SLOPE)
+    sig8 = sigma_8.astype(np.float32)[:, None, None]
+    g = fields.colour(noise, amp[None] * sig8)
     # ρ = ρ̄ exp(g − σ_g²/2) keeps the mean at Ωm ρcrit × depth; σ_g² ∝ σ8².
-    mean = (cat.omega_m * RHO_CRIT * cfg.projection_depth * h * h).astype(np.float32)
+    mean = (omega_m * RHO_CRIT * depth * pixel * pixel).astype(np.float32)
     field = mean[:, None, None] * np.exp(g - 0.5 * var0 * sig8**2)
-    smooth = GAS_BG_SMOOTH * cat.a_agn**GAS_BG_SMOOTH_AGN
-    gas = cat.f_b.astype(np.float32)[:, None, None] * _smooth(field, smooth, h)
-    return field, gas
+    smooth = GAS_BG_SMOOTH * a_agn**GAS_BG_SMOOTH_AGN
+    f_b = (OMEGA_B / omega_m).astype(np.float32)[:, None, None]
+    return field, f_b * fields.smooth(field, smooth, pixel)
 
 
 def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkMatter]:
@@ -747,11 +525,19 @@ def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkM
     )
     radii, masses = _ring_quadrature(ring_edges, enclosed, sub["mass"])
     subs = paint_rings(b, n, box, cat.sub_owner, sub["x"], sub["y"], cat.sub_phi, radii, masses)
-    field, field_gas = _background(cfg, cat)
-    background = _central(field, n)
-    channels = [host + subs + background]
+    field, field_gas = background(
+        cat.bg_noise,
+        cat.omega_m,
+        cat.sigma_8,
+        cat.a_agn,
+        pixel=box / n,
+        depth=cfg.projection_depth,
+    )
+    bg = fields.central(field, n)
+    channels = [host + subs + bg]
     if cfg.context_channels:
-        channels += [_block_mean(_central(field, 2 * n), 2), _block_mean(field, 4)]
+        context = fields.central(field, 2 * n)
+        channels += [fields.block_mean(context, 2), fields.block_mean(field, 4)]
     dark = DarkMatter(
         host_rs=rs,
         host_mass=tapered_nfw_mass(rs, rho_s, r200),
@@ -759,8 +545,8 @@ def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkM
         sub_x=sub["x"],
         sub_y=sub["y"],
         subs=subs,
-        background=background,
-        background_gas=_central(field_gas, n),
+        background=bg,
+        background_gas=fields.central(field_gas, n),
     )
     return np.stack(channels, axis=1).astype(np.float32), dark
 
@@ -798,14 +584,20 @@ def host_baryons(cat: HaloCatalog, dark: DarkMatter, noise: BaryonNoise) -> dict
     }
 
 
-def _clumping(cfg: Simulator, cat: HaloCatalog, noise: BaryonNoise) -> np.ndarray:
-    """Lognormal clumping exp(σ g − σ²/2), g a unit Gaussian field with ~CLUMP_LENGTH
-    correlation; σ = 0.3 (A_SN1 A_AGN1)^0.1 (turbulence stirred by feedback)."""
-    n = cfg.resolution
-    g = _filtered_noise(noise.clump, _clump_filter(n, cfg.box_size / n)[None])
-    sig = (CLUMP_SIGMA * (cat.a_sn * cat.a_agn) ** CLUMP_SIGMA_FB).astype(np.float32)
-    sig = sig[:, None, None]
-    return np.exp(sig * g - 0.5 * sig**2)
+def clump_sigma(a_sn, a_agn):
+    """σ of the gas clumping, 0.3 (A_SN1 A_AGN1)^0.1: turbulence stirred by feedback."""
+    return CLUMP_SIGMA * (a_sn * a_agn) ** CLUMP_SIGMA_FB
+
+
+def clump_gas(gas: np.ndarray, noise: np.ndarray, sigma, pixel: float) -> np.ndarray:
+    """Gas maps (B, n, n) times the lognormal clumping exp(σ g − σ²/2), g the unit Gaussian
+    field correlated over ~CLUMP_LENGTH coloured from white noise (B, n, n); σ broadcasts
+    against the maps. Clumping moves gas around; it must not create or destroy it, so each
+    map is renormalised to its total."""
+    n = gas.shape[-1]
+    g = fields.colour(noise, fields.gaussian_filter(n, pixel, CLUMP_LENGTH)[None])
+    clumped = gas * np.exp(sigma * g - 0.5 * sigma**2)
+    return clumped * (gas.sum(axis=(-2, -1)) / clumped.sum(axis=(-2, -1)))[..., None, None]
 
 
 def paint_target(
@@ -835,9 +627,8 @@ def paint_target(
         R, bar["gas_ejected"][:, None], ejection_radius(r200, cat.a_sn, cat.a_agn)[:, None]
     )
     gas = paint_centred(gas_enc, n, box) + dark.background_gas
-    clumped = gas * _clumping(cfg, cat, noise)
-    # Clumping moves gas around; it must not create or destroy it.
-    gas = clumped * (gas.sum(axis=(1, 2)) / clumped.sum(axis=(1, 2)))[:, None, None]
+    sigma = clump_sigma(cat.a_sn, cat.a_agn).astype(np.float32)[:, None, None]
+    gas = clump_gas(gas, noise.clump, sigma, box / n)
     # Stars: central Hernquist (exact annuli) + satellites (rings).
     a = hernquist_scale(r200)
     stars = paint_centred(
@@ -904,24 +695,3 @@ def simulate(
     out["box_size"] = np.float32(cfg.box_size)
     out["group"] = np.arange(n_maps, dtype=np.int64)
     return out
-
-
-def generate(cfg: Config) -> Path:
-    """The `generate` stage: simulate cfg.simulator.n_maps cutouts with cfg.seed and write
-    raw_dir/synthetic.npz (atomically) and reports_dir/generated_cutouts.png."""
-    from halocm.data.figures import plot_cutouts
-
-    sim = cfg.simulator
-    arrays = simulate(sim, sim.n_maps, cfg.seed, sim.n_truth_realizations)
-    path = save_npz(Path(cfg.paths.raw_dir) / "synthetic.npz", **arrays)
-    if sim.n_figure_maps > 0:
-        plot_cutouts(
-            arrays["condition"],
-            arrays["target"],
-            Path(cfg.paths.reports_dir) / "generated_cutouts.png",
-            CHANNEL_NAMES,
-            sim.n_figure_maps,
-            halo_mass=arrays["halo_mass"],
-            box_size=sim.box_size,
-        )
-    return path
