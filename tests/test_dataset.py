@@ -1,13 +1,11 @@
-"""Halo-grouped splits (no leakage) and the Dataset over prepared split files."""
+"""Halo-grouped splits (no leakage) and the loader of prepared split files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
-from halocm.data.dataset import HaloMapDataset, load_split, split_by_group
+from halocm.data.dataset import load_split, split_by_group
 from halocm.data.sources import DataError
 
 
@@ -61,40 +59,21 @@ def test_too_few_groups_names_the_empty_split(n_groups, empty):
         split_by_group(group, (0.8, 0.1, 0.1), seed=0, origin="d.npz")
 
 
-def _write_split(path, n=6, n_params=2):
+def test_load_split_returns_every_array(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {
-        "condition": rng.normal(size=(n, 1, 8, 8)).astype(np.float32),
-        "target": rng.normal(size=(n, 3, 8, 8)).astype(np.float32),
-        "params": rng.normal(size=(n, n_params)).astype(np.float32),
-        "group": np.arange(n),
-        "halo_mass": rng.uniform(1e12, 1e14, n),
+        "condition": rng.normal(size=(6, 1, 8, 8)).astype(np.float32),
+        "target": rng.normal(size=(6, 3, 8, 8)).astype(np.float32),
+        "params": rng.normal(size=(6, 2)).astype(np.float32),
+        "group": np.arange(6),
+        "halo_mass": rng.uniform(1e12, 1e14, 6),  # physical extras travel with the split
     }
-    np.savez(path, **arrays)
-    return arrays
-
-
-def test_dataset_items_and_batches(tmp_path):
-    arrays = _write_split(tmp_path / "train.npz")
-    ds = HaloMapDataset.from_file(tmp_path / "train.npz")
-    assert len(ds) == 6
-    shape = (ds.n_target_channels, ds.n_condition_channels, ds.n_params, ds.resolution)
-    assert shape == (3, 1, 2, 8)
-    target, condition, params = ds[4]
-    assert target.dtype == condition.dtype == params.dtype == torch.float32
-    np.testing.assert_array_equal(target.numpy(), arrays["target"][4])
-    np.testing.assert_array_equal(condition.numpy(), arrays["condition"][4])
-    np.testing.assert_array_equal(params.numpy(), arrays["params"][4])
-    np.testing.assert_array_equal(ds.extras["halo_mass"], arrays["halo_mass"])
-    t, c, p = next(iter(DataLoader(ds, batch_size=4)))
-    assert t.shape == (4, 3, 8, 8) and c.shape == (4, 1, 8, 8) and p.shape == (4, 2)
-
-
-def test_dataset_without_params_batches(tmp_path):
-    _write_split(tmp_path / "val.npz", n_params=0)
-    ds = HaloMapDataset.from_file(tmp_path / "val.npz")
-    _, _, p = next(iter(DataLoader(ds, batch_size=3)))
-    assert p.shape == (3, 0)
+    np.savez(tmp_path / "train.npz", **arrays)
+    split = load_split(tmp_path / "train.npz")
+    assert set(split) == set(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(split[key], value)
+        assert split[key].dtype == value.dtype, key
 
 
 def test_load_split_errors(tmp_path):

@@ -68,10 +68,6 @@ class Group:
         dist.all_reduce(total)
         return total / self.size
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier()
-
 
 def rank_seed(seed: int, rank: int) -> int:
     """Distinct noise per rank (rank 0 keeps `seed`): equal streams would correlate shards."""

@@ -1,12 +1,10 @@
-"""Halo-grouped splits and the torch Dataset over prepared split files."""
+"""Halo-grouped splits and the loader of prepared split files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from halocm.data.sources import DataError
 
@@ -69,64 +67,3 @@ def load_split(path: str | Path) -> dict[str, np.ndarray]:
         if key not in arrays:
             raise DataError(f"{path}: key {key!r} missing from the prepared split")
     return arrays
-
-
-class HaloMapDataset(Dataset):
-    """Prepared (normalised) maps; item i is (target, condition, params) as float32 tensors of
-    shapes (Ct, H, W), (Cc, H, W) and (P,). Physical extras (`halo_mass`, `r200`,
-    `truth_realizations`) and `group` stay NumPy arrays on the object for evaluation."""
-
-    def __init__(
-        self,
-        target: np.ndarray,
-        condition: np.ndarray,
-        params: np.ndarray | None = None,
-        group: np.ndarray | None = None,
-        extras: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        n = len(target)
-        if params is None:
-            params = np.zeros((n, 0), dtype=np.float32)
-        if len(condition) != n or len(params) != n:
-            raise ValueError(
-                f"HaloMapDataset: {n} targets, {len(condition)} conditions, {len(params)} params"
-            )
-        self.target = torch.as_tensor(np.asarray(target, dtype=np.float32))
-        self.condition = torch.as_tensor(np.asarray(condition, dtype=np.float32))
-        self.params = torch.as_tensor(np.asarray(params, dtype=np.float32))
-        self.group = np.arange(n) if group is None else np.asarray(group)
-        self.extras = dict(extras or {})
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> HaloMapDataset:
-        arrays = load_split(path)
-        extras = {k: v for k, v in arrays.items() if k not in SPLIT_KEYS}
-        return cls(
-            target=arrays["target"],
-            condition=arrays["condition"],
-            params=arrays["params"],
-            group=arrays["group"],
-            extras=extras,
-        )
-
-    def __len__(self) -> int:
-        return self.target.shape[0]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.target[i], self.condition[i], self.params[i]
-
-    @property
-    def n_target_channels(self) -> int:
-        return int(self.target.shape[1])
-
-    @property
-    def n_condition_channels(self) -> int:
-        return int(self.condition.shape[1])
-
-    @property
-    def n_params(self) -> int:
-        return int(self.params.shape[1])
-
-    @property
-    def resolution(self) -> int:
-        return int(self.target.shape[-1])
