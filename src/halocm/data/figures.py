@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a display
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from halocm.io import atomic_path
 
@@ -40,9 +37,9 @@ def plot_cutouts(
     n = min(n, len(condition))
     names = ["DMO", *channel_names]
     extent = None if box_size is None else (0.0, box_size, 0.0, box_size)
-    fig, axes = plt.subplots(
-        n, len(names), figsize=(2.3 * len(names), 2.3 * n), squeeze=False, constrained_layout=True
-    )
+    # A bare Figure draws to files without pyplot's global state or a display backend.
+    fig = Figure(figsize=(2.3 * len(names), 2.3 * n), layout="constrained")
+    axes = fig.subplots(n, len(names), squeeze=False)
     for i in range(n):
         panels = [condition[i, 0], *target[i]]
         dark_top = max(float(np.max(panels[0])), float(np.max(panels[1])))
@@ -69,5 +66,4 @@ def plot_cutouts(
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
     return path

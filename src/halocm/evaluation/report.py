@@ -1,16 +1,18 @@
-"""What a person reads from the benchmark: Markdown tables, PNG plots, and DVC plot data."""
+"""What a person reads from the benchmark: Markdown tables, PNG plots, and DVC plot data.
+
+Figures are bare `matplotlib.figure.Figure`s written to files: no pyplot state, no backend
+chosen at import.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+from pathlib import Path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
+from matplotlib.figure import Figure
 
-from halocm.config import Config
 from halocm.evaluation import metrics
 from halocm.io import atomic_path, write_text
 
@@ -84,26 +86,35 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _save(fig, path) -> None:
+def _save(fig: Figure, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
-def write_plots(cfg: Config, result: dict, test, examples: dict[str, np.ndarray]) -> None:
-    """Sample grid, P(k) ratio and r(k) per channel, quality versus NFE, speed versus NFE."""
-    reports, metrics_dir = cfg.paths.reports_dir, cfg.paths.metrics_dir
-    _sample_grid(reports / "samples.png", test, examples)
+def write_plots(
+    result: dict,
+    test,
+    examples: dict[str, np.ndarray],
+    *,
+    reports_dir: Path,
+    metrics_dir: Path,
+) -> None:
+    """Sample grid, P(k) ratio and r(k) per channel, radial profiles, quality versus NFE,
+    speed versus NFE. `test` holds the physical truth (target, condition, box_size,
+    channel_names); `examples` the physical maps (N, C, H, W) of each benchmark row."""
+    reports_dir, metrics_dir = Path(reports_dir), Path(metrics_dir)
+    _sample_grid(reports_dir / "samples.png", test, examples)
     spectra = _spectra_table(test, examples)
     _save_csv(metrics_dir / "pk_ratio.csv", spectra)
-    _pk_plot(reports / "pk_ratio.png", spectra, test.channel_names)
+    _pk_plot(reports_dir / "pk_ratio.png", spectra, test.channel_names)
+    _profile_plot(reports_dir / "profiles.png", test, examples)
     quality = results_table(result)
     _save_csv(
         metrics_dir / "quality_vs_nfe.csv",
         quality[quality.sampler.str.startswith(("consistency", "teacher"))],
     )
-    _quality_plot(reports / "quality_vs_nfe.png", quality, test.channel_names)
-    _speed_plot(reports / "speed_vs_nfe.png", quality)
+    _quality_plot(reports_dir / "quality_vs_nfe.png", quality, test.channel_names)
+    _speed_plot(reports_dir / "speed_vs_nfe.png", quality)
 
 
 def _save_csv(path, df: pd.DataFrame) -> None:
@@ -119,11 +130,8 @@ def _sample_grid(path, test, examples: dict[str, np.ndarray], n_maps: int = 3) -
     ]
     cols = ["truth", *keys]
     channels = test.channel_names
-    fig, axes = plt.subplots(
-        n_maps * len(channels),
-        len(cols) + 1,
-        figsize=(1.9 * (len(cols) + 1), 1.9 * n_maps * len(channels)),
-    )
+    fig = Figure(figsize=(1.9 * (len(cols) + 1), 1.9 * n_maps * len(channels)))
+    axes = fig.subplots(n_maps * len(channels), len(cols) + 1)
     for i in range(n_maps):
         for c, name in enumerate(channels):
             r = i * len(channels) + c
@@ -169,7 +177,8 @@ def _spectra_table(test, examples: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def _pk_plot(path, spectra: pd.DataFrame, channels: list[str]) -> None:
-    fig, axes = plt.subplots(2, len(channels), figsize=(4 * len(channels), 6), sharex=True)
+    fig = Figure(figsize=(4 * len(channels), 6))
+    axes = fig.subplots(2, len(channels), sharex=True, squeeze=False)
     for c, name in enumerate(channels):
         for key, sub in spectra[spectra.channel == name].groupby("sampler", sort=False):
             style = "--" if key in ("baseline", "oracle") else "-"
@@ -195,8 +204,51 @@ def _pk_plot(path, spectra: pd.DataFrame, channels: list[str]) -> None:
     _save(fig, path)
 
 
+def _profile_plot(path, test, examples: dict[str, np.ndarray]) -> None:
+    """Per channel, the mean radial profile Σ(R) about the cutout centre (the host halo) of
+    the truth and of every row's maps (`metrics.radial_profile`, one-pixel annuli), and its
+    ratio to the truth's."""
+    channels = test.channel_names
+    res = test.target.shape[-1]
+    pixel = test.box_size / res  # Mpc/h
+
+    def mean_profile(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r, prof = metrics.radial_profile(maps, n_bins=res // 2)
+        return r * pixel, prof.mean(axis=0) / pixel**2  # mass per (Mpc/h)²
+
+    fig = Figure(figsize=(4 * len(channels), 6), layout="constrained")
+    axes = fig.subplots(2, len(channels), sharex=True, squeeze=False)
+    for c, name in enumerate(channels):
+        r, truth = mean_profile(test.target[:, c])
+        axes[0, c].loglog(r, truth, "k-", lw=2, label="truth")
+        for key, maps in examples.items():
+            style = "--" if key in ("baseline", "oracle") else "-"
+            _, prof = mean_profile(maps[:, c])
+            ratio = np.divide(prof, truth, out=np.full_like(prof, np.nan), where=truth > 0)
+            axes[0, c].loglog(r, prof, style, label=key.replace("_", " "))
+            axes[1, c].semilogx(r, ratio, style)
+        axes[1, c].axhline(1, color="k", lw=0.6)
+        axes[0, c].set_title(name)
+        axes[0, c].set_ylabel("Σ(R) [h Msun / Mpc²]")
+        axes[1, c].set_ylabel("Σ / Σ_true")
+        axes[1, c].set_xlabel("R [Mpc/h]")
+    for ax in axes[1]:
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        # Ratios far from 1 (the baseline's stars) would hide the percent-level ones.
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, 0.0), min(hi, 3.0))
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(
+        "Mean radial profile about the host halo (the cutout centre), truth and samples",
+        fontsize=10,
+    )
+    _save(fig, path)
+
+
 def _quality_plot(path, table: pd.DataFrame, channels: list[str]) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     cm = table[table.sampler.str.startswith("consistency")]
     for name in channels:
         sub = cm[cm.channel == name].sort_values("nfe")
@@ -222,7 +274,8 @@ def _quality_plot(path, table: pd.DataFrame, channels: list[str]) -> None:
 
 def _speed_plot(path, table: pd.DataFrame) -> None:
     rows = table[table.nfe > 0].drop_duplicates("sampler")
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig = Figure(figsize=(4.5, 3.5))
+    ax = fig.subplots()
     ax.loglog(rows.nfe, rows.ms_per_map, "o")
     for _, r in rows.iterrows():
         ax.annotate(r.sampler, (r.nfe, r.ms_per_map), fontsize=7)
