@@ -226,6 +226,18 @@ def test_box_mode_contract(box, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(paths["halos"]), cat, check_exact=False)
 
 
+def _paint_box(box, dmo, catalog):
+    return P.paint(
+        dmo,
+        catalog,
+        _truth_sampler(box.hydro, box.catalog),
+        **_geometry(64),
+        mass_min=1e13,
+        batch_size=4,
+        param_names=S.PARAM_NAMES,
+    )
+
+
 # --- Bad input: one clear line ---------------------------------------------------------------
 
 
@@ -245,17 +257,8 @@ def test_box_mode_contract(box, tmp_path):
     ],
 )
 def test_bad_inputs_are_one_line(box, mutate, message):
-    dmo, cat = mutate(box.dmo, box.catalog)
     with pytest.raises(P.PaintError, match=message) as err:
-        P.paint(
-            dmo,
-            cat,
-            _truth_sampler(box.hydro, box.catalog),
-            **_geometry(64),
-            mass_min=1e13,
-            batch_size=4,
-            param_names=S.PARAM_NAMES,
-        )
+        _paint_box(box, *mutate(box.dmo, box.catalog))
     assert "\n" not in str(err.value)
 
 
@@ -294,18 +297,6 @@ def checks(monkeypatch):
         painting_io, "_check_catalog", counting("catalog", painting_io._check_catalog)
     )
     return counts
-
-
-def _paint_box(box, dmo, catalog):
-    return P.paint(
-        dmo,
-        catalog,
-        _truth_sampler(box.hydro, box.catalog),
-        **_geometry(64),
-        mass_min=1e13,
-        batch_size=4,
-        param_names=S.PARAM_NAMES,
-    )
 
 
 def test_files_are_checked_once_when_read(box, tmp_path, checks):
