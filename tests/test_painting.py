@@ -355,7 +355,7 @@ def _tiny_inputs(directory, n_box=48):
 def tiny_model(prepared, tmp_path_factory):
     """A consistency model two steps into training (the tiny denoiser's samples overflow)."""
     from halocm.config import load_config
-    from halocm.training import train
+    from halocm.stages.train import train
 
     models = tmp_path_factory.mktemp("paint") / "models"
     shutil.copytree(prepared / "models", models)
