@@ -1,7 +1,9 @@
-"""Shared fixtures: telemetry off, and a tiny prepared project (16² maps, a tiny UNet)."""
+"""Shared fixtures: telemetry off, the tiny test config (the product's params.yaml with tiny
+sizes) and a tiny prepared project (16² maps, a tiny UNet)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -19,52 +21,93 @@ TELEMETRY_OFF = {
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
-TINY_PARAMS = {
-    "seed": 0,
-    "device": "cpu",
-    "simulator": {"n_maps": 48, "resolution": 16, "n_truth_realizations": 1, "n_figure_maps": 2},
-    "model": {
-        "base_channels": 8,
-        "channel_mult": [1, 2],
-        "attention_resolutions": [8],
-        "embedding_dim": 32,
-        "dropout": 0.1,
-    },
-    "pretrain": {"steps": 30, "batch_size": 8},
-    "train": {
-        "steps": 12,
-        "batch_size": 8,
-        "checkpoint_every": 4,
-        "val_every": 6,
-        "val_batches": 1,
-        "ct_n_steps": 10,
-    },
-    "sample": {"batch_size": 16},
-    "evaluate": {
-        "n_maps": 8,
-        "n_realizations": 2,
-        "timing_repeats": 1,
-        "teacher_steps": 3,
-        "steps": [1, 2],
-    },
-    "tracking": {"enabled": False},
-}
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_PARAMS: dict = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def merge(base: dict, update: dict) -> dict:
+    """`base` with `update` merged in, section by section (neither is changed)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# The product's params.yaml with only the sizes made tiny: tests run the product's settings
+# (e.g. sigma_data 1.0, the optimiser, the learning rates) unless a test says otherwise.
+TINY_PARAMS = merge(
+    PRODUCT_PARAMS,
+    {
+        "seed": 0,
+        "device": "cpu",
+        "simulator": {
+            "n_maps": 48,
+            "resolution": 16,
+            "n_truth_realizations": 1,
+            "n_figure_maps": 2,
+        },
+        "model": {
+            "base_channels": 8,
+            "channel_mult": [1, 2],
+            "attention_resolutions": [8],
+            "embedding_dim": 32,
+            "dropout": 0.1,
+        },
+        "pretrain": {
+            "steps": 30,
+            "batch_size": 8,
+            "checkpoint_every": 4,
+            "val_every": 6,
+            "val_batches": 1,
+        },
+        "train": {
+            "steps": 12,
+            "batch_size": 8,
+            "checkpoint_every": 4,
+            "val_every": 6,
+            "val_batches": 1,
+        },
+        "ct": {"grid_levels": 10},
+        "sample": {"batch_size": 16},
+        "evaluate": {
+            "n_maps": 8,
+            "n_realizations": 2,
+            "timing_repeats": 1,
+            "teacher_levels": 3,
+            "sampling_steps": [1, 2],
+        },
+        "tracking": {"enabled": False},
+    },
+)
+
+
+def tiny_config(update: dict | None = None):
+    """The tiny test Config, with `update` merged in."""
+    from halocm.config import config_from_dict
+
+    return config_from_dict(merge(TINY_PARAMS, update or {}), source="tiny test config")
+
+
+# `halocm tune` made tiny: merged into the tiny params.
 TINY_TUNE = {
-    "train_steps": 6,
-    "report_every": 2,
-    "ct_n_steps": [4, 12],
-    "prune_percentile": 10.0,
-    "prune_startup_trials": 1,
+    "tune": {
+        "trial_steps": 6,
+        "report_every": 2,
+        "prune_percentile": 10.0,
+        "prune_startup_trials": 1,
+    },
+    "ct": {"search": {"grid_levels": {"low": 4, "high": 12, "log": True}}},
 }
 
 
-def write_params(directory: Path, params: dict) -> Path:
-    """params.yaml with relative paths resolved inside `directory`."""
+def write_params(directory: Path, update: dict | None = None) -> Path:
+    """The tiny params.yaml (with `update` merged in), its paths inside `directory`."""
     path = directory / "params.yaml"
     raw = {
-        **params,
+        **merge(TINY_PARAMS, update or {}),
         "paths": {
             "raw_dir": str(directory / "data/raw"),
             "processed_dir": str(directory / "data/processed"),
@@ -100,12 +143,12 @@ def write_tiny_npz(path: Path, n: int = 40, res: int = 16, seed: int = 0) -> Pat
 def prepared(tmp_path_factory) -> Path:
     """A project directory with prepared data and a pretrained tiny denoiser."""
     from halocm.config import load_config
-    from halocm.data.prepare import prepare
-    from halocm.training import pretrain
+    from halocm.stages.prepare import prepare
+    from halocm.stages.pretrain import pretrain
 
     root = tmp_path_factory.mktemp("project")
     write_tiny_npz(root / "tiny.npz")
-    params = write_params(root, {**TINY_PARAMS, "data": {"source": "npz", "path": "tiny.npz"}})
+    params = write_params(root, {"data": {"source": "npz", "path": "tiny.npz"}})
     cfg = load_config(params)
     prepare(cfg)
     pretrain(cfg)

@@ -1,13 +1,28 @@
-"""Typed, validated configuration: params.yaml plus `--set a.b=value` overrides."""
+"""Typed, validated configuration: params.yaml plus `--set a.b=value` overrides.
+
+params.yaml is the only source of values: every field here is required, so a key missing from
+the file is an error, never a silent second default. Each consistency method owns a section
+(`ct`, `cd`, `ict`, `ect`); `train.mode` names the one that is read, and that section's
+`search` says which of its own knobs `halocm tune` may vary.
+"""
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -19,23 +34,23 @@ class _Section(BaseModel):
 
 
 class Paths(_Section):
-    raw_dir: Path = Path("data/raw")
-    processed_dir: Path = Path("data/processed")
-    models_dir: Path = Path("models")
-    metrics_dir: Path = Path("metrics")
-    reports_dir: Path = Path("reports")
+    raw_dir: Path
+    processed_dir: Path
+    models_dir: Path
+    metrics_dir: Path
+    reports_dir: Path
 
 
 class Simulator(_Section):
-    n_maps: int = Field(3000, ge=3)
-    resolution: int = Field(32, ge=8, le=1024)
-    box_size: float = Field(6.25, gt=0)
-    projection_depth: float = Field(6.25, gt=0)
-    log_mass_min: float = Field(12.5, ge=10.0, le=16.0)
-    log_mass_max: float = Field(14.5, ge=10.0, le=16.0)
-    context_channels: bool = False
-    n_truth_realizations: int = Field(2, ge=0)
-    n_figure_maps: int = Field(4, ge=0)
+    n_maps: int = Field(ge=3)
+    resolution: int = Field(ge=8, le=1024)
+    box_size: float = Field(gt=0)
+    projection_depth: float = Field(gt=0)
+    log_mass_min: float = Field(ge=10.0, le=16.0)
+    log_mass_max: float = Field(ge=10.0, le=16.0)
+    context_channels: bool
+    n_truth_realizations: int = Field(ge=0)
+    n_figure_maps: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _mass_range(self) -> Simulator:
@@ -45,12 +60,12 @@ class Simulator(_Section):
 
 
 class Data(_Section):
-    source: Literal["synthetic", "npz", "camels_cmd"] = "synthetic"
-    path: Path | None = None
-    camels_suite: str = "IllustrisTNG"
-    camels_set: str = "LH"
-    crop: int = Field(32, ge=8)
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    source: Literal["synthetic", "npz", "camels_cmd"]
+    path: Path | None
+    camels_suite: str
+    camels_set: str
+    crop: int = Field(ge=8)
+    split_fractions: tuple[float, float, float]
 
     @field_validator("split_fractions")
     @classmethod
@@ -67,19 +82,19 @@ class Data(_Section):
 
 
 class Model(_Section):
-    base_channels: int = Field(32, ge=4)
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = Field(1, ge=1)
-    attention_resolutions: tuple[int, ...] = (8,)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    embedding_dim: int = Field(128, ge=8)
+    base_channels: int = Field(ge=4)
+    channel_mult: tuple[int, ...]
+    num_res_blocks: int = Field(ge=1)
+    attention_resolutions: tuple[int, ...]
+    dropout: float = Field(ge=0.0, lt=1.0)
+    embedding_dim: int = Field(ge=8)
 
 
 class Diffusion(_Section):
-    sigma_min: float = Field(0.002, gt=0)
-    sigma_max: float = Field(80.0, gt=0)
-    sigma_data: float = Field(0.5, gt=0)
-    rho: float = Field(7.0, gt=0)
+    sigma_min: float = Field(gt=0)
+    sigma_max: float = Field(gt=0)
+    sigma_data: float = Field(gt=0)
+    rho: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _order(self) -> Diffusion:
@@ -88,52 +103,140 @@ class Diffusion(_Section):
         return self
 
 
+class Optimizer(_Section):
+    """Shared by pretraining and consistency training."""
+
+    name: Literal["adamw", "radam"]
+    weight_decay: float = Field(ge=0)
+    grad_clip: float = Field(gt=0)
+
+
 class Pretrain(_Section):
-    enabled: bool = True
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    p_mean: float = -1.2
-    p_std: float = Field(1.2, gt=0)
-    ema_decay: float = Field(0.999, ge=0, lt=1)
+    """EDM denoising pretraining (Karras et al. 2022): the CD teacher and the warm start."""
+
+    enabled: bool
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    p_mean: float
+    p_std: float = Field(gt=0)
+    inference_ema: float = Field(ge=0, lt=1)
+    checkpoint_every: int = Field(ge=1)
+    val_every: int = Field(ge=1)
+    val_batches: int = Field(ge=1)
 
 
 class Train(_Section):
-    mode: Literal["ct", "ict", "cd", "ect"] = "ct"
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    optimizer: Literal["adamw", "radam"] = "radam"
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    ct_n_steps: int = Field(18, ge=2)
-    ema_decay: float = Field(0.999, ge=0, lt=1)
-    inference_ema_decay: float = Field(0.999, ge=0, lt=1)
-    n_sampling_steps: int = Field(1, ge=1)
-    loss: Literal["l2", "pseudo_huber"] = "l2"
-    warm_start: bool = True
-    denoising_warmup: int = Field(0, ge=0)
-    schedule: Literal["constant", "adaptive"] = "constant"
-    s0: int = Field(2, ge=2)
-    s1: int = Field(150, ge=2)
-    mu0: float = Field(0.9, gt=0, lt=1)
-    ict_p_mean: float = -1.1
-    ict_p_std: float = Field(2.0, gt=0)
-    ict_n_min: int = Field(10, ge=2)
-    ict_n_max: int = Field(1280, ge=2)
-    cd_solver: Literal["heun", "euler"] = "heun"
-    ect_stages: int = Field(8, ge=1)
-    ect_q: float = Field(2.0, gt=1)
-    ect_p_mean: float = -1.1
-    ect_p_std: float = Field(2.0, gt=0)
-    checkpoint_every: int = Field(500, ge=1)
-    val_every: int = Field(250, ge=1)
-    val_batches: int = Field(4, ge=1)
+    """The consistency training loop; the method's own knobs live in its section."""
+
+    mode: str
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    inference_ema: float = Field(ge=0, lt=1)
+    warm_start: bool
+    denoising_warmup: int = Field(ge=0)
+    val_sampling_steps: int = Field(ge=1)
+    checkpoint_every: int = Field(ge=1)
+    val_every: int = Field(ge=1)
+    val_batches: int = Field(ge=1)
+
+
+class SearchRange(_Section):
+    """A tuned range; `log` samples it log-uniformly."""
+
+    low: int | float
+    high: int | float
+    log: bool
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError("low must be < high")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+Loss = Literal["l2", "pseudo_huber"]
+SearchSpace = dict[str, SearchRange | list]
+
+
+class MethodSection(_Section):
+    """A consistency method's knobs. `search` maps some of them to a range or a list of
+    choices for `halocm tune`; every bound and choice must be a valid value of its knob."""
+
+    loss: Loss
+    search: SearchSpace
+
+    @model_validator(mode="after")
+    def _search_own_fields(self) -> MethodSection:
+        knobs = [name for name in type(self).model_fields if name != "search"]
+        for key, space in self.search.items():
+            if key not in knobs:
+                raise ValueError(f"{key!r} is not one of its knobs: {', '.join(knobs)}")
+            field = type(self).model_fields[key]
+            check = TypeAdapter(
+                Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+            )
+            values = [space.low, space.high] if isinstance(space, SearchRange) else space
+            if not values:
+                raise ValueError(f"search.{key}: an empty list of choices")
+            for value in values:
+                try:
+                    check.validate_python(value)
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"]
+                    raise ValueError(f"search.{key}: {value!r}: {msg}") from None
+        return self
+
+    def fields(self) -> dict:
+        """The knobs as plain values (without `search`): an objective's constructor keywords."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != "search"}
+
+
+class CT(MethodSection):
+    """Consistency training with an EMA target (Song et al. 2023, Alg. 3)."""
+
+    grid_levels: int = Field(ge=2)
+    target_ema: float = Field(ge=0, lt=1)
+    schedule: Literal["constant", "adaptive"]
+    s0: int = Field(ge=2)
+    s1: int = Field(ge=2)
+    mu0: float = Field(gt=0, lt=1)
+
+
+class CD(MethodSection):
+    """Consistency distillation from the pretrained denoiser (Song et al. 2023, Alg. 2)."""
+
+    grid_levels: int = Field(ge=2)
+    target_ema: float = Field(ge=0, lt=1)
+    solver: Literal["heun", "euler"]
+
+
+class ICT(MethodSection):
+    """Improved consistency training (Song & Dhariwal 2023)."""
+
+    p_mean: float
+    p_std: float = Field(gt=0)
+    n_min: int = Field(ge=2)
+    n_max: int = Field(ge=2)
+
+
+class ECT(MethodSection):
+    """Easy consistency tuning from the denoiser (Geng et al. 2024)."""
+
+    stages: int = Field(ge=1)
+    q: float = Field(gt=1)
+    p_mean: float
+    p_std: float = Field(gt=0)
 
 
 class Sample(_Section):
-    intermediate_sigmas: tuple[float, ...] = (2.5, 0.8, 0.3, 0.1, 0.04, 0.015, 0.006)
-    batch_size: int = Field(256, ge=1)
+    """Sampling settings, read when sampling (evaluate, sample, paint, register)."""
+
+    intermediate_sigmas: tuple[float, ...]
+    batch_size: int = Field(ge=1)
 
     @field_validator("intermediate_sigmas")
     @classmethod
@@ -144,66 +247,92 @@ class Sample(_Section):
 
 
 class Evaluate(_Section):
-    steps: tuple[int, ...] = (1, 2, 4, 8)
-    teacher_steps: int = Field(18, ge=2)
-    n_maps: int = Field(200, ge=1)
-    n_realizations: int = Field(8, ge=2)
-    timing_repeats: int = Field(5, ge=1)
-    timing_batch: int = Field(64, ge=1)
+    sampling_steps: tuple[int, ...]
+    teacher_levels: int = Field(ge=2)
+    n_maps: int = Field(ge=1)
+    n_realizations: int = Field(ge=2)
+    timing_repeats: int = Field(ge=1)
+    timing_batch: int = Field(ge=1)
 
 
 class Tracking(_Section):
-    enabled: bool = True
-    tracking_uri: str | None = None
-    artifact_root: Path = Path("mlartifacts")
-    experiment: str = "halocm"
-    model_name: str = "halocm-consistency"
-    gate_steps: int = Field(2, ge=1)
-    gate_max_pk_err: float = Field(0.5, gt=0)
-    gate_max_rk_err: float = Field(0.5, gt=0)
+    enabled: bool
+    tracking_uri: str | None
+    artifact_root: Path
+    experiment: str
+    model_name: str
+    gate_sampling_steps: int = Field(ge=1)
+    gate_max_pk_err: float = Field(gt=0)
+    gate_max_rk_err: float = Field(gt=0)
 
 
 class Tune(_Section):
-    n_trials: int = Field(8, ge=1)
-    storage: str | None = None
-    study_name: str = "halocm"
-    train_steps: int = Field(300, ge=1)
-    report_every: int = Field(100, ge=1)
-    ema_decay: tuple[float, float] = (0.9, 0.9999)
-    ct_n_steps: tuple[int, int] = (10, 80)
-    lr: tuple[float, float] = (1e-4, 1e-3)
-    losses: tuple[Literal["l2", "pseudo_huber"], ...] = ("l2", "pseudo_huber")
-    prune_percentile: float = Field(50.0, gt=0, lt=100)
-    prune_startup_trials: int = Field(2, ge=0)
-    output: Path = Path("params.tuned.yaml")
+    n_trials: int = Field(ge=1)
+    storage: str | None
+    study_name: str
+    trial_steps: int = Field(ge=1)
+    report_every: int = Field(ge=1)
+    lr: SearchRange
+    prune_percentile: float = Field(gt=0, lt=100)
+    prune_startup_trials: int = Field(ge=0)
+    output: Path
 
 
 class Paint(_Section):
-    steps: int = Field(1, ge=1)
-    realizations: int = Field(1, ge=1)
-    mass_min: float = Field(1e13, gt=0)
-    batch_size: int = Field(128, ge=1)
+    sampling_steps: int = Field(ge=1)
+    realizations: int = Field(ge=1)
+    mass_min: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
 
 
 class Config(_Section):
-    seed: int = 0
-    device: Literal["cpu", "cuda", "auto"] = "auto"
-    paths: Paths = Paths()
-    simulator: Simulator = Simulator()
-    data: Data = Data()
-    model: Model = Model()
-    diffusion: Diffusion = Diffusion()
-    pretrain: Pretrain = Pretrain()
-    train: Train = Train()
-    sample: Sample = Sample()
-    evaluate: Evaluate = Evaluate()
-    tracking: Tracking = Tracking()
-    tune: Tune = Tune()
-    paint: Paint = Paint()
+    seed: int
+    device: Literal["cpu", "cuda", "auto"]
+    paths: Paths
+    simulator: Simulator
+    data: Data
+    model: Model
+    diffusion: Diffusion
+    optimizer: Optimizer
+    pretrain: Pretrain
+    train: Train
+    ct: CT
+    cd: CD
+    ict: ICT
+    ect: ECT
+    sample: Sample
+    evaluate: Evaluate
+    tracking: Tracking
+    tune: Tune
+    paint: Paint
+
+    @model_validator(mode="after")
+    def _mode_names_a_method(self) -> Config:
+        allowed = methods(type(self))
+        if self.train.mode not in allowed:
+            names = [repr(m) for m in allowed]
+            raise ValueError(
+                f"train.mode={self.train.mode!r}: allowed: {', '.join(names[:-1])} or {names[-1]}"
+            )
+        return self
+
+    @property
+    def method(self) -> MethodSection:
+        """The section of the method that `train.mode` names."""
+        return getattr(self, self.train.mode)
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-safe containers (paths as strings): for checkpoints and MLflow."""
         return self.model_dump(mode="json")
+
+
+def methods(config: type[Config] | None = None) -> tuple[str, ...]:
+    """The consistency methods: the sections of `config` (Config) that are MethodSections."""
+    return tuple(
+        name
+        for name, field in (config or Config).model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, MethodSection)
+    )
 
 
 def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
@@ -214,7 +343,7 @@ def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = 
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     for item in overrides or []:
@@ -233,7 +362,7 @@ def apply_override(raw: dict, item: str) -> None:
     """Set `a.b.c=value` in the nested dict `raw`; the value is parsed as YAML."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.ema_decay=0.99")
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. ct.target_ema=0.99")
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
@@ -248,14 +377,19 @@ def apply_override(raw: dict, item: str) -> None:
 
 def _one_line(err: ValidationError, raw: dict, source: str) -> str:
     first = err.errors()[0]
-    loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
-    key = ".".join(loc) or "<top>"
-    value = _lookup(raw, loc)
+    # Keys only: not list positions, nor the union members pydantic names (`list[any]`, ...).
+    loc = [p for p in first["loc"] if isinstance(p, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", p)]
+    key = ".".join(loc)
     msg = first["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across sections; its message names the key itself
+        return f"{source}: {msg}"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}"
+    if first["type"] == "missing":
+        return f"{source}: missing key {key!r} (params.yaml sets every key)"
     if first["type"] == "literal_error":
         msg = "allowed: " + msg.removeprefix("Input should be ")
+    value = _lookup(raw, loc)
     if isinstance(value, dict):
         return f"{source}: {key}: {msg}"
     return f"{source}: {key}={value!r}: {msg}"
