@@ -24,9 +24,9 @@ from halocm.api import load_model
 from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.io import write_json
-from halocm.models import DataShapes, build_network
-from halocm.objectives import EDMObjective, consistency_objective
-from halocm.training import consistency_path, denoiser_path
+from halocm.models import DataShapes, build_network, network_spec
+from halocm.objectives import EDMObjective, build_objective
+from halocm.stages.common import consistency_path, denoiser_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
 
@@ -50,8 +50,8 @@ def timed(fn, device, repeats: int) -> float:
 
 
 def sampling_rows(cfg, batch: int, repeats: int) -> tuple[list[dict], dict]:
-    student = load_model(consistency_path(cfg), device=cfg.device)
-    teacher = load_model(denoiser_path(cfg), device=cfg.device)
+    student = load_model(consistency_path(cfg), device=cfg.device, sample=cfg.sample)
+    teacher = load_model(denoiser_path(cfg), device=cfg.device, sample=cfg.sample)
     test = load_split(cfg.paths.processed_dir / "test.npz")
     reps = -(-batch // len(test["condition"]))
     cond = torch.as_tensor(np.concatenate([test["condition"]] * reps)[:batch])
@@ -62,7 +62,7 @@ def sampling_rows(cfg, batch: int, repeats: int) -> tuple[list[dict], dict]:
         ("consistency", student, 1),
         ("consistency", student, 2),
         ("consistency", student, 4),
-        ("teacher", teacher, cfg.evaluate.teacher_steps),
+        ("teacher", teacher, cfg.evaluate.teacher_levels),
     ]:
         seconds = timed(
             lambda g=gen, s=steps: g.sample_normalized(
@@ -110,26 +110,41 @@ def training_cost(cfg, steps: int) -> dict[str, float]:
     cond = torch.as_tensor(test["condition"][:b])
     params = torch.as_tensor(test["params"][:b])
     shapes = DataShapes.from_arrays(x0, cond, params)
+    d = cfg.diffusion
     out = {}
-    denoiser = build_network(cfg, shapes, "denoiser")
+
+    def network(kind: str):
+        spec = network_spec(
+            kind, cfg.model.model_dump(), shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data
+        )
+        return build_network(spec)
+
+    denoiser = network("denoiser")
     teacher = copy.deepcopy(denoiser).eval().requires_grad_(False)
     jobs = {
         "pretrain": (
             denoiser,
-            EDMObjective(
-                denoiser, cfg.pretrain.p_mean, cfg.pretrain.p_std, cfg.diffusion.sigma_data
-            ),
+            EDMObjective(denoiser, cfg.pretrain.p_mean, cfg.pretrain.p_std, d.sigma_data),
         )
     }
     for mode in ("ct", "ict", "cd", "ect"):
-        mcfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"mode": mode})})
-        student = build_network(cfg, shapes, "consistency")
-        jobs[mode] = (student, consistency_objective(mcfg, student, teacher))
+        student = network("consistency")
+        objective = build_objective(
+            mode,
+            getattr(cfg, mode).fields(),
+            student=student,
+            teacher=teacher,
+            sigma_min=d.sigma_min,
+            sigma_max=d.sigma_max,
+            rho=d.rho,
+            total_steps=cfg.train.steps,
+        )
+        jobs[mode] = (student, objective)
     for name, (net, objective) in jobs.items():
         opt = torch.optim.RAdam(net.parameters(), lr=1e-4)
 
         def step(net=net, objective=objective, opt=opt):
-            loss = objective.loss(x0, cond, params, 0).mean()
+            loss = objective(x0, cond, params, 0).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from halocm import load_model
+from halocm.api import SampleSettings
 from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import denormalize_condition, denormalize_params
-from halocm.training import train
+from halocm.stages.train import train
 
 
 @pytest.fixture
 def trained(project):
     cfg = load_config(project / "params.yaml", ["train.steps=2"])
-    return load_model(train(cfg), device="cpu"), cfg
+    return load_model(train(cfg), device="cpu", sample=cfg.sample), cfg
 
 
 def _inputs(gen, cfg, n=4):
@@ -39,8 +41,11 @@ def test_a_sample_is_the_same_whatever_the_batch_size(trained):
     gen, cfg = trained
     cond, params = _inputs(gen, cfg)
     whole = gen.sample(cond, params, n_steps=2, n_realizations=2, seed=7)
-    gen.config.sample.batch_size = 2
-    batched = gen.sample(cond, params, n_steps=2, n_realizations=2, seed=7)
+    # Sampling settings are the caller's: the same checkpoint with 2 maps per network call.
+    small = cfg.sample.model_copy(update={"batch_size": 2})
+    small_gen = load_model(cfg.paths.models_dir / "consistency.pt", device="cpu", sample=small)
+    assert small_gen.sample_settings.batch_size == 2
+    batched = small_gen.sample(cond, params, n_steps=2, n_realizations=2, seed=7)
     alone = gen.sample(cond[3:4], params[3:4], n_steps=2, n_realizations=2, seed=7)
     # The same noise for map n whatever the batch; the network's float32 kernels may still
     # sum in another order for another batch shape (≈1e-6 relative), hence rtol, not equality.
@@ -50,6 +55,38 @@ def test_a_sample_is_the_same_whatever_the_batch_size(trained):
     np.testing.assert_array_equal(
         alone[0], gen.sample(cond[3:4], params[3:4], n_steps=2, n_realizations=2, seed=7)[0]
     )
+    # ... unless the call names its index: then it is map 3 of the whole call.
+    named = gen.sample(cond[3:4], params[3:4], n_steps=2, n_realizations=2, seed=7, indices=[3])
+    np.testing.assert_allclose(named[0], whole[3], rtol=2e-5)
+
+
+def test_sampling_settings_come_from_the_caller_or_else_the_checkpoint(trained):
+    gen, cfg = trained
+    path = cfg.paths.models_dir / "consistency.pt"
+    assert gen.sample_settings == SampleSettings(cfg.sample.intermediate_sigmas, 16)
+    other = SampleSettings((3.0, 1.0, 0.2), 3)
+    assert load_model(path, device="cpu", sample=other).sample_settings == other
+    recorded = load_model(path, device="cpu").sample_settings  # as trained: the tiny config's
+    assert recorded == SampleSettings(cfg.sample.intermediate_sigmas, cfg.sample.batch_size)
+    # Other levels, other multistep samples; the one-step sample does not use them.
+    cond, params = _inputs(gen, cfg)
+    regen = load_model(path, device="cpu", sample=other)
+    one, one_other = (g.sample(cond, params, n_steps=1, seed=2) for g in (gen, regen))
+    np.testing.assert_allclose(one, one_other, rtol=2e-5)
+    two, two_other = (g.sample(cond, params, n_steps=2, seed=2) for g in (gen, regen))
+    assert not np.allclose(two, two_other, rtol=1e-2)
+
+
+def test_draw_is_the_one_sampling_loop_in_either_precision(trained):
+    gen, cfg = trained
+    test = load_split(cfg.paths.processed_dir / "test.npz")
+    c = torch.as_tensor(test["condition"][:4], dtype=torch.float32)
+    p = torch.as_tensor(test["params"][:4], dtype=torch.float32)
+    single = gen.draw(c, p, n_steps=2, n_realizations=2, seed=1)
+    double = gen.draw(c, p, n_steps=2, n_realizations=2, seed=1, dtype=np.float64)
+    assert single.dtype == np.float32 and double.dtype == np.float64
+    assert single.shape == double.shape == (4, 2, 3, 16, 16)
+    np.testing.assert_allclose(single, double, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

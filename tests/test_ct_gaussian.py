@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from conftest import tiny_config
 from gaussian import GaussianField
 
-from halocm.config import config_from_dict
-from halocm.models import DataShapes, build_network
-from halocm.objectives import CTObjective
+from halocm.models import DataShapes, build_network, network_spec
+from halocm.objectives import build_objective
 from halocm.training import Batches, TrainSettings, fit
 
 
@@ -27,7 +27,7 @@ def one_step_error(net, field: GaussianField, sigmas, n=64) -> float:
 
 def test_ct_lowers_the_one_step_error_against_the_exact_consistency_map(tmp_path):
     torch.manual_seed(0)
-    cfg = config_from_dict(
+    cfg = tiny_config(
         {
             "model": {
                 "base_channels": 16,
@@ -36,11 +36,19 @@ def test_ct_lowers_the_one_step_error_against_the_exact_consistency_map(tmp_path
                 "embedding_dim": 32,
                 "dropout": 0.0,
             },
-            "train": {"ct_n_steps": 10, "ema_decay": 0.9, "steps": 150},
+            "ct": {"grid_levels": 10, "target_ema": 0.9, "loss": "l2", "schedule": "constant"},
         }
     )
+    d = cfg.diffusion
     field = GaussianField.power_law(8)
-    net = build_network(cfg, DataShapes(1, 0, 0, 8), "consistency")
+    spec = network_spec(
+        "consistency",
+        cfg.model.model_dump(),
+        DataShapes(1, 0, 0, 8),
+        sigma_min=d.sigma_min,
+        sigma_data=d.sigma_data,
+    )
+    net = build_network(spec)
     sigmas = [0.1, 0.5, 2.0, 10.0, 80.0]
     before = one_step_error(net.eval(), field, sigmas)
 
@@ -48,18 +56,26 @@ def test_ct_lowers_the_one_step_error_against_the_exact_consistency_map(tmp_path
     batches = Batches(x0, torch.zeros(512, 0, 8, 8), torch.zeros(512, 0), batch_size=32, seed=0)
     settings = TrainSettings(
         steps=150,
-        batch_size=32,
         lr=2e-3,
         optimizer="adamw",
         weight_decay=0.0,
         grad_clip=1.0,
-        ema_decay=0.9,
+        inference_ema=0.9,
         checkpoint_every=1000,
         val_every=1000,
         seed=0,
     )
     ema = fit(
-        objective=CTObjective(net, cfg, 150),
+        objective=build_objective(
+            "ct",
+            cfg.ct.fields(),
+            student=net,
+            teacher=None,
+            sigma_min=d.sigma_min,
+            sigma_max=d.sigma_max,
+            rho=d.rho,
+            total_steps=150,
+        ),
         net=net,
         batches=batches,
         settings=settings,

@@ -22,12 +22,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
-from conftest import TINY_PARAMS
+from conftest import tiny_config
 from torch import nn
 
 from halocm.checkpoint import load_checkpoint
-from halocm.config import config_from_dict, load_config
-from halocm.models import DataShapes, build_network, update_ema
+from halocm.config import load_config
+from halocm.models import DataShapes, build_network, network_spec, update_ema
 from halocm.training import Batches, TrainSettings, fit
 
 GLOBAL_BATCH, STEPS, WORLD = 8, 3, 2
@@ -44,7 +44,7 @@ class SampleNoiseCT:
     def __post_init__(self) -> None:
         self.networks["target"] = copy.deepcopy(self.student).requires_grad_(False)
 
-    def loss(self, x0, cond, params, step: int) -> torch.Tensor:
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
         self.seen.append(x0[:, 0, 0, 0].tolist())  # which samples this rank trained on
         t_lo = torch.exp(torch.tanh(x0.mean(dim=(1, 2, 3))))
         t_hi = 1.5 * t_lo
@@ -60,7 +60,7 @@ class SampleNoiseCT:
 
 def _run_fit(out: Path, tag: str) -> dict:
     """Build the tiny network and data from fixed seeds and train STEPS steps."""
-    cfg = config_from_dict({**TINY_PARAMS, "model": {**TINY_PARAMS["model"], "dropout": 0.0}})
+    cfg = tiny_config({"model": {"dropout": 0.0}})
     gen = torch.Generator().manual_seed(1)
     data = (
         torch.randn(24, 3, 16, 16, generator=gen),
@@ -68,17 +68,25 @@ def _run_fit(out: Path, tag: str) -> dict:
         torch.rand(24, 2, generator=gen),
     )
     torch.manual_seed(0)
-    net = build_network(cfg, DataShapes.from_arrays(*data), "consistency")
+    d = cfg.diffusion
+    net = build_network(
+        network_spec(
+            "consistency",
+            cfg.model.model_dump(),
+            DataShapes.from_arrays(*data),
+            sigma_min=d.sigma_min,
+            sigma_data=d.sigma_data,
+        )
+    )
     initial = copy.deepcopy(net.state_dict())
     objective = SampleNoiseCT(net)
     settings = TrainSettings(
         steps=STEPS,
-        batch_size=GLOBAL_BATCH,
         lr=0.1,
         optimizer="radam",
         weight_decay=0.0,
         grad_clip=1.0,
-        ema_decay=0.5,
+        inference_ema=0.5,
         checkpoint_every=2,
         val_every=100,
         seed=0,
@@ -154,11 +162,7 @@ def test_torchrun_train_writes_one_checkpoint_and_one_mlflow_run(project, tmp_pa
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    params["tracking"] = {
-        "enabled": True,
-        "tracking_uri": uri,
-        "artifact_root": str(tmp_path / "art"),
-    }
+    params["tracking"].update(enabled=True, tracking_uri=uri, artifact_root=str(tmp_path / "art"))
     params["train"] = {**params["train"], "steps": 4, "val_every": 4, "checkpoint_every": 2}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -190,7 +194,7 @@ def test_torchrun_train_writes_one_checkpoint_and_one_mlflow_run(project, tmp_pa
     assert "val_score" in runs[0].data.metrics
 
     # The same format as a one-process run of the same stage.
-    from halocm.training import train
+    from halocm.stages.train import train
 
     cfg = load_config(
         project / "params.yaml",

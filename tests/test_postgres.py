@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TELEMETRY_OFF, TINY_TUNE
+from conftest import TELEMETRY_OFF, TINY_TUNE, merge
 
 pytestmark = pytest.mark.slow
 
@@ -170,9 +170,9 @@ def test_two_tune_workers_share_postgres_and_log_to_one_mlflow_server(
     import mlflow
     import psycopg2
 
-    raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tune"] = {**TINY_TUNE, "output": str(project / "params.tuned.yaml")}
-    raw["tracking"] = {"enabled": True, "tracking_uri": mlflow_server}
+    raw = merge(yaml.safe_load((project / "params.yaml").read_text()), TINY_TUNE)
+    raw["tune"]["output"] = str(project / "params.tuned.yaml")
+    raw["tracking"].update(enabled=True, tracking_uri=mlflow_server)
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     storage = _sqlalchemy(postgres, "optuna")
     # Create the study once before the workers start, as a cluster job would: workers that

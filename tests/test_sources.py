@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from halocm.config import config_from_dict
 from halocm.data.sources import (
     CAMELS_PARAM_NAMES,
     DataError,
@@ -256,23 +255,22 @@ def test_camels_nan_reports_tile_index(tmp_path):
 # -------------------------------------------------------------------------------- dispatch
 
 
+CAMELS = {"camels_suite": SUITE, "camels_set": SET, "crop": 8}
+
+
 def test_load_source_dispatch(tmp_path):
-    raw_dir = tmp_path / "raw"
-    raw_dir.mkdir()
-    _write(raw_dir / "synthetic.npz", **_arrays(n=5))
-    cfg = config_from_dict({"paths": {"raw_dir": str(raw_dir)}})
-    assert load_source(cfg).n_maps == 5
+    _write(tmp_path / "synthetic.npz", **_arrays(n=5))
+    assert load_source("synthetic", tmp_path / "synthetic.npz", **CAMELS).n_maps == 5
 
     _write(tmp_path / "ext.npz", **_arrays(n=7))
-    cfg = config_from_dict({"data": {"source": "npz", "path": str(tmp_path / "ext.npz")}})
-    assert load_source(cfg).n_maps == 7
+    assert load_source("npz", tmp_path / "ext.npz", **CAMELS).n_maps == 7
 
     _write_camels(tmp_path, n_sims=1, side=16)
-    cfg = config_from_dict({"data": {"source": "camels_cmd", "path": str(tmp_path), "crop": 8}})
-    assert load_source(cfg).n_maps == 15 * 4
+    assert load_source("camels_cmd", tmp_path, **CAMELS).n_maps == 15 * 4
+    with pytest.raises(DataError, match=r"data.source='hdf5': allowed: 'synthetic', 'npz'"):
+        load_source("hdf5", tmp_path, **CAMELS)
 
 
 def test_load_source_synthetic_missing(tmp_path):
-    cfg = config_from_dict({"paths": {"raw_dir": str(tmp_path)}})
     with pytest.raises(DataError, match=r"synthetic\.npz: file not found \(run `halocm generate`"):
-        load_source(cfg)
+        load_source("synthetic", tmp_path / "synthetic.npz", **CAMELS)

@@ -28,14 +28,14 @@ def empty_store(tmp_path_factory):
 def tracked(project, empty_store):
     shutil.copy(empty_store, project / "mlflow.db")
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tracking"] = {
-        "enabled": True,
-        "tracking_uri": f"sqlite:///{project / 'mlflow.db'}",
-        "artifact_root": str(project / "mlartifacts"),
-        "gate_steps": 1,
-        "gate_max_pk_err": 100.0,
-        "gate_max_rk_err": 100.0,
-    }
+    raw["tracking"].update(
+        enabled=True,
+        tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+        artifact_root=str(project / "mlartifacts"),
+        gate_sampling_steps=1,
+        gate_max_pk_err=100.0,
+        gate_max_rk_err=100.0,
+    )
     raw["train"]["steps"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     cwd = os.getcwd()
@@ -51,12 +51,12 @@ def _config(project, *overrides):
 
 def test_stages_nest_under_the_pipeline_run_and_log_params_metrics_artifacts(tracked):
     cfg = _config(tracked)
-    with pipeline_run(cfg) as parent_id:
+    with pipeline_run(cfg.tracking) as parent_id:
         assert os.environ[PARENT_RUN_ENV] == parent_id
         run_stage(cfg, "train")
         run_stage(cfg, "evaluate")
     assert PARENT_RUN_ENV not in os.environ
-    client = mlflow.MlflowClient(tracking_uri(cfg))
+    client = mlflow.MlflowClient(tracking_uri(cfg.tracking))
     runs = {
         r.data.tags["stage"]: r
         for r in client.search_runs([client.get_experiment_by_name("halocm").experiment_id])
@@ -65,7 +65,7 @@ def test_stages_nest_under_the_pipeline_run_and_log_params_metrics_artifacts(tra
     for stage in ("train", "evaluate"):
         assert runs[stage].data.tags["mlflow.parentRunId"] == parent_id
     train = runs["train"]
-    assert train.data.params["train.ema_decay"] == "0.999"
+    assert train.data.params["ct.target_ema"] == "0.999"
     history = client.get_metric_history(train.info.run_id, "loss")
     assert [m.step for m in history] == [1, 2]
     assert "val_pk_err" in train.data.metrics
@@ -96,13 +96,14 @@ def test_register_moves_champion_only_through_the_gate(tracked):
     run_stage(strict, "register")
     third = json.loads((tracked / "metrics/registry.json").read_text())
     assert (third["version"], third["alias"], third["gate_passed"]) == (3, "challenger", False)
-    client = mlflow.MlflowClient(tracking_uri(cfg))
+    client = mlflow.MlflowClient(tracking_uri(cfg.tracking))
     assert int(client.get_model_version_by_alias("halocm-consistency", "champion").version) == 1
     assert int(client.get_model_version_by_alias("halocm-consistency", "challenger").version) == 3
 
-    # The champion loads from the registry as a pyfunc and samples.
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    # The champion loads from the registry as a pyfunc and samples as the pipeline does.
+    mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
     model = mlflow.pyfunc.load_model("models:/halocm-consistency@champion")
+    assert model.model_config == cfg.sample.model_dump(mode="json")
     cond = np.full((2, 1, 16, 16), 1e9, dtype=np.float32)
     out = model.predict(
         {"condition": cond, "params": np.full((2, 2), 0.5, np.float32)},
@@ -112,7 +113,13 @@ def test_register_moves_champion_only_through_the_gate(tracked):
 
 
 def test_gate_reads_the_configured_row():
-    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "params.yaml"))
+    t = load_config(os.path.join(os.path.dirname(__file__), "..", "params.yaml")).tracking
+    limits = {
+        "sampling_steps": t.gate_sampling_steps,
+        "max_pk_err": t.gate_max_pk_err,
+        "max_rk_err": t.gate_max_rk_err,
+    }
+    assert limits == {"sampling_steps": 2, "max_pk_err": 0.5, "max_rk_err": 0.5}
     row = {
         "sampler": "consistency",
         "steps": 2,
@@ -121,12 +128,12 @@ def test_gate_reads_the_configured_row():
             "stars": {"pk_err": 0.3, "rk_err": 0.1},
         },
     }
-    passes, score, _ = gate(cfg, {"results": [row]})
+    passes, score, _ = gate({"results": [row]}, **limits)
     assert passes and score == pytest.approx(0.35)
     row["channels"]["stars"]["pk_err"] = 0.9
-    passes, _, reason = gate(cfg, {"results": [row]})
+    passes, _, reason = gate({"results": [row]}, **limits)
     assert not passes and "stars" in reason
     row["channels"]["stars"]["pk_err"] = None  # non-finite in the benchmark
-    passes, score, _ = gate(cfg, {"results": [row]})
+    passes, score, _ = gate({"results": [row]}, **limits)
     assert not passes and score == float("inf")
-    assert gate(cfg, {"results": []})[0] is False
+    assert gate({"results": []}, **limits)[0] is False

@@ -10,18 +10,38 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TINY_TUNE
+from conftest import TINY_TUNE, merge, tiny_config
 
 from halocm.config import load_config
-from halocm.tuning import open_storage, tune
+from halocm.stages.tune import search_space, trial_config, tune
+from halocm.tuning import open_storage, suggest
 
 
 def _tiny_tune_params(project: Path, **tracking) -> Path:
-    raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tune"] = {**TINY_TUNE, "output": str(project / "params.tuned.yaml")}
-    raw["tracking"] = {"enabled": False, **tracking}
+    raw = merge(yaml.safe_load((project / "params.yaml").read_text()), TINY_TUNE)
+    raw["tune"]["output"] = str(project / "params.tuned.yaml")
+    raw["tracking"].update({"enabled": False, **tracking})
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     return project / "params.yaml"
+
+
+@pytest.mark.parametrize("mode", ["ct", "cd", "ict", "ect"])
+def test_a_study_tunes_only_the_knobs_of_the_chosen_method(mode, tmp_path):
+    cfg = tiny_config({"train": {"mode": mode}})
+    space, integer = search_space(cfg)
+    section = getattr(cfg, mode)
+    assert set(space) == set(section.search) | {"lr"}
+    assert set(section.search) <= set(section.fields())  # its own knobs only
+    trial = optuna.create_study().ask()
+    values = suggest(trial, space, integer)
+    tcfg = trial_config(cfg, values, tmp_path)
+    assert tcfg.train.lr == values["lr"] and tcfg.train.steps == cfg.tune.trial_steps
+    for knob, value in values.items():
+        if knob != "lr":
+            assert getattr(getattr(tcfg, mode), knob) == value
+            assert isinstance(value, int) == (knob in integer)
+    others = [m for m in ("ct", "cd", "ict", "ect") if m != mode]
+    assert all(getattr(tcfg, m) == getattr(cfg, m) for m in others)
 
 
 def _states(storage, name="halocm"):
@@ -60,8 +80,10 @@ def test_two_worker_processes_share_one_journal_study(project):
     assert optuna.trial.TrialState.PRUNED in states
     tuned = load_config(project / "params.tuned.yaml")
     best = study.best_trial.params
-    assert tuned.train.ema_decay == pytest.approx(best["ema_decay"])
-    assert tuned.train.ct_n_steps == best["ct_n_steps"] and tuned.train.loss == best["loss"]
+    assert set(best) == {"target_ema", "grid_levels", "loss", "lr"}
+    assert tuned.ct.target_ema == pytest.approx(best["target_ema"])
+    assert tuned.ct.grid_levels == best["grid_levels"] and tuned.ct.loss == best["loss"]
+    assert tuned.train.lr == pytest.approx(best["lr"])
 
 
 def test_a_study_resumes_by_name_and_logs_one_mlflow_run_per_trial(project, tmp_path):
@@ -83,4 +105,4 @@ def test_a_study_resumes_by_name_and_logs_one_mlflow_run_per_trial(project, tmp_
     parents = {r.info.run_id for r in runs if r.data.tags.get("stage") == "tune"}
     assert len(trials) == 3 and len(parents) == 2
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == parents
-    assert all("ema_decay" in r.data.params for r in trials)
+    assert all("target_ema" in r.data.params for r in trials)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from halocm.config import config_from_dict
 from halocm.nn.unet import SelfAttention, UNet, build_unet
 
 TINY = dict(base_channels=8, channel_mult=(1, 2), attention_resolutions=(4,), embedding_dim=16)
@@ -95,9 +95,11 @@ def test_rejects_bad_shapes():
         net(torch.randn(1, 3, 8, 8), torch.zeros(1), torch.randn(1, 2, 8, 8), None)
 
 
-def test_build_unet_reads_model_config():
-    cfg = config_from_dict({"model": {"base_channels": 8, "channel_mult": [1, 2], "dropout": 0.0}})
-    net = build_unet(cfg, in_channels=3, cond_channels=1, n_params=2, resolution=16)
+def test_build_unet_takes_the_model_sections_knobs():
+    cfg = tiny_config({"model": {"base_channels": 8, "channel_mult": [1, 2], "dropout": 0.0}})
+    net = build_unet(
+        in_channels=3, cond_channels=1, n_params=2, resolution=16, **cfg.model.model_dump()
+    )
     assert net.conv_in.out_channels == 8 and net.out_channels == 3
     out = net(
         torch.randn(1, 3, 16, 16), torch.zeros(1), torch.randn(1, 1, 16, 16), torch.ones(1, 2)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from halocm.checkpoint import load_checkpoint
-from halocm.config import Config, config_from_dict
 from halocm.data.normalize import (
     NormStats,
     denormalize_target,
@@ -17,18 +18,27 @@ from halocm.data.normalize import (
 )
 from halocm.models import DataShapes, count_parameters, network_from_checkpoint
 from halocm.runtime import resolve_device
-from halocm.sampling import make_generators, nfe, sample_batch
+from halocm.sampling import consistency_batch, make_generators, nfe, teacher_batch
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """How to sample: the multistep levels below σ_max and the maps per network call."""
+
+    intermediate_sigmas: tuple[float, ...]
+    batch_size: int
 
 
 class Generator:
     """A trained network plus everything needed to map physical DMO maps to hydro maps."""
 
-    def __init__(self, ckpt: dict, device: torch.device):
+    def __init__(self, ckpt: dict, device: torch.device, sample: SampleSettings):
         self.kind: str = ckpt["kind"]
         self.mode: str = ckpt["mode"]
-        self.config: Config = config_from_dict(ckpt["config"], source="checkpoint config")
         self.stats = NormStats.from_dict(ckpt["norm_stats"])
         self.shapes = DataShapes(**ckpt["shapes"])
+        self.diffusion: dict[str, float] = dict(ckpt["diffusion"])
+        self.sample_settings = sample
         self.device = device
         self.net = network_from_checkpoint(ckpt, weights="ema").to(device).eval()
         self.net.requires_grad_(False)
@@ -81,9 +91,12 @@ class Generator:
         n_steps: int = 1,
         n_realizations: int = 1,
         seed: int | None = None,
+        *,
+        indices: Sequence[int] | None = None,
+        dtype=np.float32,
     ) -> np.ndarray:
-        """Physical-unit maps shaped (N, R, C, H, W); map n, realisation r is the same for a
-        given seed whatever the batch size."""
+        """Physical-unit maps shaped (N, R, C, H, W). Map n, realisation r draws its noise from
+        (seed, indices[n], r) — indices default to 0..N−1 — whatever the batch size."""
         self.check_inputs(condition, params)
         if n_steps < 1 or n_realizations < 1:
             raise ValueError(f"n_steps={n_steps}, n_realizations={n_realizations}: must be ≥ 1")
@@ -91,53 +104,87 @@ class Generator:
         cond = torch.as_tensor(
             normalize_condition(np.asarray(condition, np.float64), self.stats), dtype=torch.float32
         )
-        n = cond.shape[0]
         par = (
             torch.as_tensor(
                 normalize_params(np.asarray(params, np.float64), self.stats), dtype=torch.float32
             )
             if self.shapes.n_params
-            else torch.zeros(n, 0)
+            else torch.zeros(cond.shape[0], 0)
         )
+        return self.draw(
+            cond,
+            par,
+            n_steps=n_steps,
+            n_realizations=n_realizations,
+            seed=seed,
+            indices=indices,
+            dtype=dtype,
+        )
+
+    def draw(
+        self,
+        cond_norm: torch.Tensor,
+        params_norm: torch.Tensor,
+        *,
+        n_steps: int,
+        n_realizations: int,
+        seed: int,
+        indices: Sequence[int] | None = None,
+        dtype=np.float32,
+    ) -> np.ndarray:
+        """The sampling loop over realisations × batches of `batch_size` maps, for normalised
+        inputs; returns physical maps (N, R, C, H, W), denormalised in `dtype`."""
+        n = cond_norm.shape[0]
+        indices = range(n) if indices is None else indices
+        if len(indices) != n:
+            raise ValueError(f"indices: {len(indices)} for {n} maps")
+        batch = self.sample_settings.batch_size
         out = np.empty(
-            (n, n_realizations, self.shapes.target_channels, *cond.shape[-2:]), dtype=np.float32
+            (n, n_realizations, self.shapes.target_channels, *cond_norm.shape[-2:]), dtype=dtype
         )
-        batch = self.config.sample.batch_size
         for r in range(n_realizations):
             for lo in range(0, n, batch):
-                idx = range(lo, min(lo + batch, n))
+                hi = min(lo + batch, n)
                 y = self.sample_normalized(
-                    cond[idx.start : idx.stop],
-                    par[idx.start : idx.stop],
+                    cond_norm[lo:hi],
+                    params_norm[lo:hi],
                     n_steps=n_steps,
                     seed=seed,
-                    indices=idx,
+                    indices=indices[lo:hi],
                     realization=r,
                 )
-                out[idx.start : idx.stop, r] = denormalize_target(y.cpu().numpy(), self.stats)
+                out[lo:hi, r] = denormalize_target(
+                    y.cpu().numpy().astype(dtype, copy=False), self.stats
+                )
         return out
 
     def sample_normalized(self, cond, params, *, n_steps, seed, indices, realization=0):
-        """Normalised samples for normalised inputs (used by the benchmark and validation)."""
+        """One batch of normalised samples for normalised inputs (no batching, no units)."""
         cond, params = cond.to(self.device), params.to(self.device)
         gens = make_generators(seed, indices, realization, self.device)
-        return sample_batch(
+        out_channels, d = self.shapes.target_channels, self.diffusion
+        if self.kind == "consistency":
+            return consistency_batch(
+                self.net,
+                cond,
+                params,
+                n_steps=n_steps,
+                generators=gens,
+                out_channels=out_channels,
+                sigma_max=d["sigma_max"],
+                intermediate_sigmas=self.sample_settings.intermediate_sigmas,
+            )
+        return teacher_batch(
             self.net,
-            self.kind,
             cond,
             params,
             n_steps=n_steps,
-            cfg=self.config,
             generators=gens,
-            out_channels=self.shapes.target_channels,
+            out_channels=out_channels,
+            sigma_min=d["sigma_min"],
+            sigma_max=d["sigma_max"],
+            rho=d["rho"],
         )
-
-    def paint(self, dmo, catalog, **kwargs):
-        """Paint every halo of a whole DMO box (DESIGN.md §7): `paint_with_model(self, ...)`,
-        whose keywords (box_size, n_steps, n_realizations, mass_min, ...) it takes."""
-        from halocm.painting import paint_with_model
-
-        return paint_with_model(self, dmo, catalog, **kwargs)
 
 
 def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:
@@ -148,7 +195,20 @@ def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:
         raise ValueError(f"{name}: negative mass at index {np.argwhere(x < 0)[0].tolist()}")
 
 
-def load_model(path: str | Path, device: str = "auto") -> Generator:
-    """Load a denoiser or consistency checkpoint (weights_only) for sampling."""
+def load_model(
+    path: str | Path, device: str = "auto", sample: SampleSettings | None = None
+) -> Generator:
+    """Load a denoiser or consistency checkpoint (weights_only) for sampling.
+
+    `sample`: how to sample — anything with `intermediate_sigmas` and `batch_size`, such as a
+    config's `sample` section; None uses the settings recorded with the checkpoint's config.
+    """
     dev = resolve_device(device)
-    return Generator(load_checkpoint(path, map_location=dev), dev)
+    ckpt = load_checkpoint(path, map_location=dev)
+    if sample is None:
+        recorded = ckpt["config"]["sample"]
+        sigmas, batch_size = recorded["intermediate_sigmas"], recorded["batch_size"]
+    else:
+        sigmas, batch_size = sample.intermediate_sigmas, sample.batch_size
+    settings = SampleSettings(tuple(float(s) for s in sigmas), int(batch_size))
+    return Generator(ckpt, dev, settings)

@@ -1,7 +1,8 @@
 """Checkpoints: tensors and plain containers only, loadable with `weights_only=True`.
 
-A checkpoint alone is enough to sample: it carries the weights, the inference EMA, the resolved
-config, the normalisation statistics and the data shapes (DESIGN.md §4).
+A checkpoint alone is enough to sample: it carries the weights, the inference EMA, the network
+spec (kind, UNet keywords, preconditioning constants), the diffusion constants, the
+normalisation statistics, the data shapes and, for the record, the resolved config (DESIGN.md §4).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 MLflow copies this file into the logged model and runs it at load time; `set_model` names the
 model object. Input: {'condition': (N, Cc, H, W), 'params': (N, P)} in physical units.
 Output: one sampled map per condition, (N, C, H, W). Inference parameters: `n_steps`, `seed`.
+The model config holds the sampling settings the pipeline registered it with.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import numpy as np
 
 class HalocmConsistencyModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from halocm.api import load_model
+        from halocm.api import SampleSettings, load_model
 
-        self.generator = load_model(context.artifacts["checkpoint"], device="auto")
+        settings = context.model_config
+        self.generator = load_model(
+            context.artifacts["checkpoint"],
+            device="auto",
+            sample=SampleSettings(tuple(settings["intermediate_sigmas"]), settings["batch_size"]),
+        )
 
     def predict(self, context, model_input, params=None):
         params = params or {}

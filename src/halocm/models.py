@@ -1,4 +1,8 @@
-"""Build the preconditioned networks (denoiser or consistency model) from config and data shapes."""
+"""Build the preconditioned networks (denoiser or consistency model) from an explicit spec.
+
+A network spec is a plain dict — {"kind", "unet": UNet keywords, "precond": constants} — that
+a checkpoint stores, so a checkpoint rebuilds its network by itself (`weights_only=True`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from halocm.config import Config, config_from_dict
 from halocm.diffusion.precond import ConsistencyPrecond, EDMPrecond
 from halocm.nn.unet import build_unet
 
 Kind = Literal["denoiser", "consistency"]
+PRECONDS: dict[str, type[nn.Module]] = {"denoiser": EDMPrecond, "consistency": ConsistencyPrecond}
 
 
 @dataclass(frozen=True)
@@ -37,26 +41,34 @@ class DataShapes:
         return asdict(self)
 
 
-def build_network(cfg: Config, shapes: DataShapes, kind: Kind) -> nn.Module:
-    """A UNet backbone wrapped in EDM (denoiser) or consistency preconditioning."""
-    unet = build_unet(
-        cfg,
-        in_channels=shapes.target_channels,
-        cond_channels=shapes.cond_channels,
-        n_params=shapes.n_params,
-        resolution=shapes.resolution,
-    )
-    if kind == "denoiser":
-        return EDMPrecond(unet, sigma_data=cfg.diffusion.sigma_data)
-    return ConsistencyPrecond(
-        unet, sigma_min=cfg.diffusion.sigma_min, sigma_data=cfg.diffusion.sigma_data
-    )
+def network_spec(
+    kind: Kind, model: dict, shapes: DataShapes, *, sigma_min: float, sigma_data: float
+) -> dict:
+    """The spec of a `kind` network: the UNet of `model` (the UNet's size knobs) sized for
+    the data, with EDM (σ_data) or consistency (σ_min, σ_data) preconditioning."""
+    unet = {
+        "in_channels": shapes.target_channels,
+        "cond_channels": shapes.cond_channels,
+        "n_params": shapes.n_params,
+        "resolution": shapes.resolution,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in model.items()},
+    }
+    precond = {"sigma_data": float(sigma_data)}
+    if kind == "consistency":
+        precond = {"sigma_min": float(sigma_min), **precond}
+    return {"kind": kind, "unet": unet, "precond": precond}
+
+
+def build_network(spec: dict) -> nn.Module:
+    """A UNet backbone wrapped in the preconditioning of `spec["kind"]`."""
+    return PRECONDS[spec["kind"]](build_unet(**spec["unet"]), **spec["precond"])
 
 
 def network_from_checkpoint(ckpt: dict, *, weights: str = "ema") -> nn.Module:
     """Rebuild the network a checkpoint was trained as and load its `weights` ("ema"/"model")."""
-    cfg = config_from_dict(ckpt["config"], source="checkpoint config")
-    net = build_network(cfg, DataShapes(**ckpt["shapes"]), ckpt["kind"])
+    if "network" not in ckpt:
+        raise ValueError("checkpoint has no network spec: it was written by an older halocm")
+    net = build_network(ckpt["network"])
     net.load_state_dict(ckpt[weights])
     return net
 

@@ -1,20 +1,69 @@
 """Training objectives: which loss each method passes to the one training loop.
 
-Pretraining (EDM), CT, iCT, CD and ECT differ only here: each objective turns a batch and the
-step number into per-sample losses, and may own a target network updated after each step.
+Pretraining (EDM), CT, iCT, CD and ECT differ only here: each objective is called with a batch
+and the step number and returns per-sample losses; it may own a target network (`networks`)
+that `after_step` updates.
+A consistency method is one class registered under its `train.mode` name: its constructor
+takes its config section's knobs, plus whichever of the shared inputs it declares (networks,
+diffusion constants, the number of training steps); `build_objective` does the rest.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from halocm.config import Config
 from halocm.diffusion import losses, schedules
 from halocm.models import update_ema
+
+OBJECTIVES: dict[str, type] = {}
+
+
+def register(mode: str):
+    """Class decorator: the objective of `train.mode=mode`."""
+
+    def add(cls: type) -> type:
+        if mode in OBJECTIVES:
+            raise ValueError(f"objective {mode!r} is registered twice")
+        OBJECTIVES[mode] = cls
+        return cls
+
+    return add
+
+
+def build_objective(
+    mode: str,
+    section: dict,
+    *,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
+    total_steps: int,
+):
+    """The objective of `mode` from its section's knobs (`search` excluded) and the shared
+    inputs; each class receives only the shared inputs it declares as fields."""
+    try:
+        cls = OBJECTIVES[mode]
+    except KeyError:
+        raise ValueError(
+            f"train.mode={mode!r}: no such objective; registered: {', '.join(OBJECTIVES)}"
+        ) from None
+    shared = {
+        "student": student,
+        "teacher": teacher,
+        "sigma_min": sigma_min,
+        "sigma_max": sigma_max,
+        "rho": rho,
+        "total_steps": total_steps,
+    }
+    declared = {f.name for f in dataclasses.fields(cls) if f.init}
+    return cls(**section, **{k: v for k, v in shared.items() if k in declared})
 
 
 def _frozen_copy(net: nn.Module) -> nn.Module:
@@ -33,7 +82,7 @@ class EDMObjective:
     sigma_data: float
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
-    def loss(self, x0, cond, params, step: int) -> torch.Tensor:
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
         return losses.edm_loss(
             self.denoiser,
             x0,
@@ -48,127 +97,179 @@ class EDMObjective:
         pass
 
 
+@register("ct")
 @dataclass
 class CTObjective:
-    """Consistency training with an EMA target (Song et al. 2023, Alg. 3); `teacher` → CD."""
+    """Consistency training with an EMA target (Song et al. 2023, Alg. 3): student at
+    σ_{i+1}, target θ⁻ at σ_i on the N-level Karras grid; θ⁻ ← μ θ⁻ + (1 − μ) θ. With
+    `schedule: adaptive`, N(k) and μ(k) follow Song et al. 2023 (Appendix C)."""
 
     student: nn.Module
-    cfg: Config
+    grid_levels: int
+    target_ema: float
+    loss: str
+    schedule: str
+    s0: int
+    s1: int
+    mu0: float
+    sigma_min: float
+    sigma_max: float
+    rho: float
     total_steps: int
-    teacher: nn.Module | None = None
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.distance = losses.get_distance(self.loss)
         if "target" not in self.networks:
             self.networks["target"] = _frozen_copy(self.student)
 
-    def n_steps(self, step: int) -> int:
-        t = self.cfg.train
-        if t.schedule == "adaptive":
-            return schedules.ct_n_steps(step, self.total_steps, t.s0, t.s1)
-        return t.ct_n_steps
+    def n_levels(self, step: int) -> int:
+        if self.schedule == "adaptive":
+            return schedules.ct_n_steps(step, self.total_steps, self.s0, self.s1)
+        return self.grid_levels
 
     def target_decay(self, step: int) -> float:
-        t = self.cfg.train
-        if t.schedule == "adaptive":
-            return schedules.ct_ema_decay(step, self.total_steps, t.s0, t.s1, t.mu0)
-        return t.ema_decay
+        if self.schedule == "adaptive":
+            return schedules.ct_ema_decay(step, self.total_steps, self.s0, self.s1, self.mu0)
+        return self.target_ema
 
     def sigmas(self, step: int, device) -> torch.Tensor:
-        d = self.cfg.diffusion
         return schedules.karras_sigmas(
-            self.n_steps(step), d.sigma_min, d.sigma_max, d.rho, device=device
+            self.n_levels(step), self.sigma_min, self.sigma_max, self.rho, device=device
         )
 
-    def loss(self, x0, cond, params, step: int) -> torch.Tensor:
-        sigmas = self.sigmas(step, x0.device)
-        distance = losses.get_distance(self.cfg.train.loss)
-        target = self.networks["target"]
-        if self.teacher is None:
-            return losses.ct_loss(
-                self.student, target, x0, cond, params, sigmas=sigmas, distance=distance
-            )
-        return losses.cd_loss(
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        return losses.ct_loss(
             self.student,
-            target,
-            self.teacher,
+            self.networks["target"],
             x0,
             cond,
             params,
-            sigmas=sigmas,
-            distance=distance,
-            solver=self.cfg.train.cd_solver,
+            sigmas=self.sigmas(step, x0.device),
+            distance=self.distance,
         )
 
     def after_step(self, step: int) -> None:
         update_ema(self.networks["target"], self.student, self.target_decay(step))
 
 
+@register("cd")
 @dataclass
-class ICTObjective:
-    """Improved CT (Song & Dhariwal 2023): stop-grad target, pseudo-Huber, N curriculum."""
+class CDObjective:
+    """Consistency distillation (Song et al. 2023, Alg. 2): the target point is one PF-ODE
+    step (`solver`) of the pretrained denoiser from σ_{i+1} to σ_i; EMA target as in CT."""
 
     student: nn.Module
-    cfg: Config
+    teacher: nn.Module | None
+    grid_levels: int
+    target_ema: float
+    loss: str
+    solver: str
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    networks: dict[str, nn.Module] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.teacher is None:
+            raise ValueError("train.mode=cd needs a pretrained denoiser (run `halocm pretrain`)")
+        self.distance = losses.get_distance(self.loss)
+        if "target" not in self.networks:
+            self.networks["target"] = _frozen_copy(self.student)
+
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        sigmas = schedules.karras_sigmas(
+            self.grid_levels, self.sigma_min, self.sigma_max, self.rho, device=x0.device
+        )
+        return losses.cd_loss(
+            self.student,
+            self.networks["target"],
+            self.teacher,
+            x0,
+            cond,
+            params,
+            sigmas=sigmas,
+            distance=self.distance,
+            solver=self.solver,
+        )
+
+    def after_step(self, step: int) -> None:
+        update_ema(self.networks["target"], self.student, self.target_ema)
+
+
+@register("ict")
+@dataclass
+class ICTObjective:
+    """Improved CT (Song & Dhariwal 2023): stop-grad target, lognormal level sampling, and
+    the grid's N doubling from `n_min` to `n_max` over training."""
+
+    student: nn.Module
+    p_mean: float
+    p_std: float
+    n_min: int
+    n_max: int
+    loss: str
+    sigma_min: float
+    sigma_max: float
+    rho: float
     total_steps: int
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
-    def loss(self, x0, cond, params, step: int) -> torch.Tensor:
-        t, d = self.cfg.train, self.cfg.diffusion
-        n = schedules.ict_n_steps(step, self.total_steps, t.ict_n_min, t.ict_n_max)
-        sigmas = schedules.karras_sigmas(n, d.sigma_min, d.sigma_max, d.rho, device=x0.device)
+    def __post_init__(self) -> None:
+        self.distance = losses.get_distance(self.loss)
+
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        n = schedules.ict_n_steps(step, self.total_steps, self.n_min, self.n_max)
+        sigmas = schedules.karras_sigmas(
+            n, self.sigma_min, self.sigma_max, self.rho, device=x0.device
+        )
         return losses.ict_loss(
             self.student,
             x0,
             cond,
             params,
             sigmas=sigmas,
-            p_mean=t.ict_p_mean,
-            p_std=t.ict_p_std,
-            distance=losses.pseudo_huber_distance,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            distance=self.distance,
         )
 
     def after_step(self, step: int) -> None:
         pass
 
 
+@register("ect")
 @dataclass
 class ECTObjective:
-    """Consistency tuning from the denoiser with a shrinking gap (Geng et al. 2024)."""
+    """Easy consistency tuning from the denoiser (Geng et al. 2024): the gap Δt/t shrinks
+    by a factor `q` in each of `stages` equal parts of training."""
 
     student: nn.Module
-    cfg: Config
+    stages: int
+    q: float
+    p_mean: float
+    p_std: float
+    loss: str
+    sigma_min: float
     total_steps: int
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
-    def loss(self, x0, cond, params, step: int) -> torch.Tensor:
-        t = self.cfg.train
-        ratio = schedules.ect_gap_ratio(step, self.total_steps, t.ect_stages, t.ect_q)
+    def __post_init__(self) -> None:
+        self.distance = losses.get_distance(self.loss)
+
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        ratio = schedules.ect_gap_ratio(step, self.total_steps, self.stages, self.q)
         return losses.ect_loss(
             self.student,
             x0,
             cond,
             params,
             ratio=ratio,
-            p_mean=t.ect_p_mean,
-            p_std=t.ect_p_std,
-            sigma_min=self.cfg.diffusion.sigma_min,
-            distance=losses.get_distance(t.loss),
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            sigma_min=self.sigma_min,
+            distance=self.distance,
         )
 
     def after_step(self, step: int) -> None:
         pass
-
-
-def consistency_objective(cfg: Config, student: nn.Module, teacher: nn.Module | None):
-    """The objective for `cfg.train.mode`; CD needs the pretrained denoiser as `teacher`."""
-    mode, total = cfg.train.mode, cfg.train.steps
-    if mode == "ct":
-        return CTObjective(student, cfg, total)
-    if mode == "cd":
-        if teacher is None:
-            raise ValueError("train.mode=cd needs a pretrained denoiser (run `halocm pretrain`)")
-        return CTObjective(student, cfg, total, teacher=teacher)
-    if mode == "ict":
-        return ICTObjective(student, cfg, total)
-    return ECTObjective(student, cfg, total)

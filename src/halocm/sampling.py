@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from halocm.config import Config
 from halocm.diffusion.samplers import consistency_sample, edm_heun_sample, per_sample_randn
 from halocm.diffusion.schedules import consistency_step_sigmas, edm_sampling_sigmas
 
@@ -29,23 +28,42 @@ def nfe(kind: str, n_steps: int) -> int:
 
 
 @torch.no_grad()
-def sample_batch(
+def consistency_batch(
     net: nn.Module,
-    kind: str,
     cond: torch.Tensor,
     params: torch.Tensor,
     *,
     n_steps: int,
-    cfg: Config,
     generators: list[torch.Generator],
     out_channels: int,
+    sigma_max: float,
+    intermediate_sigmas: tuple[float, ...],
 ) -> torch.Tensor:
-    """One batch of normalised samples: consistency Alg. 1, or EDM Heun for the teacher."""
-    d = cfg.diffusion
-    shape = (cond.shape[0], out_channels, *cond.shape[-2:])
-    z = per_sample_randn(shape, generators, device=cond.device)
-    if kind == "consistency":
-        sigmas = consistency_step_sigmas(n_steps, d.sigma_max, cfg.sample.intermediate_sigmas)
-        return consistency_sample(net, z, sigmas, cond=cond, params=params, generators=generators)
-    sigmas = edm_sampling_sigmas(n_steps, d.sigma_min, d.sigma_max, d.rho).to(cond.device)
+    """One batch of normalised samples by Song et al. 2023, Alg. 1: from σ_max, then through
+    `n_steps − 1` of `intermediate_sigmas`."""
+    z = per_sample_randn(_shape(cond, out_channels), generators, device=cond.device)
+    sigmas = consistency_step_sigmas(n_steps, sigma_max, intermediate_sigmas)
+    return consistency_sample(net, z, sigmas, cond=cond, params=params, generators=generators)
+
+
+@torch.no_grad()
+def teacher_batch(
+    net: nn.Module,
+    cond: torch.Tensor,
+    params: torch.Tensor,
+    *,
+    n_steps: int,
+    generators: list[torch.Generator],
+    out_channels: int,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
+) -> torch.Tensor:
+    """One batch of normalised samples of the denoiser: EDM Heun on `n_steps` Karras levels."""
+    z = per_sample_randn(_shape(cond, out_channels), generators, device=cond.device)
+    sigmas = edm_sampling_sigmas(n_steps, sigma_min, sigma_max, rho).to(cond.device)
     return edm_heun_sample(net, z, sigmas, cond=cond, params=params)
+
+
+def _shape(cond: torch.Tensor, out_channels: int) -> tuple[int, ...]:
+    return (cond.shape[0], out_channels, *cond.shape[-2:])

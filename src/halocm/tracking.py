@@ -15,41 +15,41 @@ from pathlib import Path
 
 import numpy as np
 
-from halocm.config import Config
+from halocm.config import Tracking
 
 PARENT_RUN_ENV = "HALOCM_MLFLOW_PARENT_RUN_ID"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def tracking_uri(cfg: Config) -> str:
-    """Config first, then MLflow's own MLFLOW_TRACKING_URI (containers and cluster jobs point
-    every process at the shared server with it), then the project's SQLite file."""
-    if cfg.tracking.tracking_uri:
-        return cfg.tracking.tracking_uri
+def tracking_uri(settings: Tracking) -> str:
+    """The configured URI first, then MLflow's own MLFLOW_TRACKING_URI (containers and cluster
+    jobs point every process at the shared server with it), then the project's SQLite file."""
+    if settings.tracking_uri:
+        return settings.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def setup(cfg: Config) -> str:
+def setup(settings: Tracking) -> str:
     """Point MLflow at the project's store; create the experiment with its artifact folder."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri(cfg)
+    uri = tracking_uri(settings)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    exp = client.get_experiment_by_name(settings.experiment)
     if exp is None:
         # A tracking server stores artifacts itself (--artifacts-destination); a local folder
         # of this machine would be wrong for every other client.
         server = uri.startswith(("http://", "https://"))
-        location = None if server else Path(cfg.tracking.artifact_root).resolve().as_uri()
+        location = None if server else Path(settings.artifact_root).resolve().as_uri()
         try:
-            exp_id = client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+            exp_id = client.create_experiment(settings.experiment, artifact_location=location)
         except MlflowException:  # another worker created it first
-            exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+            exp_id = client.get_experiment_by_name(settings.experiment).experiment_id
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
@@ -148,20 +148,21 @@ def benchmark_metrics(bench: dict) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def stage_run(cfg: Config, stage: str) -> Iterator[StageLog]:
-    """One MLflow run per stage, nested under the pipeline run when one is active."""
+def stage_run(settings: Tracking, stage: str, params: dict) -> Iterator[StageLog]:
+    """One MLflow run per stage, nested under the pipeline run when one is active; `params`
+    (the resolved config) are logged flat."""
     from halocm.distributed import is_main_process
 
-    if not cfg.tracking.enabled or not is_main_process():  # torchrun: rank 0 logs
+    if not settings.enabled or not is_main_process():  # torchrun: rank 0 logs
         yield StageLog(None)
         return
     import mlflow
 
-    setup(cfg)
+    setup(settings)
     parent = os.environ.get(PARENT_RUN_ENV)
     tags = {"stage": stage, **revision_tags()}
     with mlflow.start_run(run_name=stage, parent_run_id=parent, tags=tags) as run:
-        _log_params(run.info.run_id, cfg)
+        _log_params(run.info.run_id, params)
         log = StageLog(run.info.run_id)
         try:
             yield log
@@ -169,11 +170,11 @@ def stage_run(cfg: Config, stage: str) -> Iterator[StageLog]:
             log.flush()
 
 
-def _log_params(run_id: str, cfg: Config) -> None:
+def _log_params(run_id: str, config: dict) -> None:
     import mlflow
     from mlflow.entities import Param
 
-    params = [Param(k, v[:6000]) for k, v in flatten(cfg.to_dict()).items()]
+    params = [Param(k, v[:6000]) for k, v in flatten(config).items()]
     client = mlflow.MlflowClient()
     for lo in range(0, len(params), 100):
         client.log_batch(run_id, params=params[lo : lo + 100])
@@ -181,16 +182,16 @@ def _log_params(run_id: str, cfg: Config) -> None:
 
 @contextlib.contextmanager
 def child_run(
-    cfg: Config, name: str, parent_run_id: str | None, tags: dict[str, str] | None = None
+    settings: Tracking, name: str, parent_run_id: str | None, tags: dict[str, str] | None = None
 ) -> Iterator[StageLog]:
     """A run made through the client, not the fluent API: it never becomes the thread's
     active run, so stages (pipeline parent) or Optuna trials (tune children) can open theirs."""
-    if not cfg.tracking.enabled:
+    if not settings.enabled:
         yield StageLog(None)
         return
     import mlflow
 
-    exp_id = setup(cfg)
+    exp_id = setup(settings)
     client = mlflow.MlflowClient()
     all_tags = {"stage": name, **revision_tags(), **(tags or {})}
     if parent_run_id:
@@ -207,9 +208,9 @@ def child_run(
 
 
 @contextlib.contextmanager
-def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
+def pipeline_run(settings: Tracking, name: str = "pipeline") -> Iterator[str | None]:
     """The parent run: stages started inside (also as subprocesses) nest under it."""
-    with child_run(cfg, name, os.environ.get(PARENT_RUN_ENV)) as log:
+    with child_run(settings, name, os.environ.get(PARENT_RUN_ENV)) as log:
         previous = os.environ.get(PARENT_RUN_ENV)
         if log.run_id is not None:
             os.environ[PARENT_RUN_ENV] = log.run_id
@@ -225,26 +226,27 @@ def pipeline_run(cfg: Config, name: str = "pipeline") -> Iterator[str | None]:
 # ---------------------------------------------------------------- the model and the registry
 
 
-def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
-    """The promotion gate on the consistency model's row at `gate_steps`.
+def gate(
+    bench: dict, *, sampling_steps: int, max_pk_err: float, max_rk_err: float
+) -> tuple[bool, float, str]:
+    """The promotion gate on the consistency model's row at `sampling_steps`.
 
     Returns (passes thresholds, score = mean over channels of pk_err + rk_err, reason).
     """
-    t = cfg.tracking
     rows = [
-        r for r in bench["results"] if r["sampler"] == "consistency" and r["steps"] == t.gate_steps
+        r
+        for r in bench["results"]
+        if r["sampler"] == "consistency" and r["steps"] == sampling_steps
     ]
     if not rows:
-        return False, float("inf"), f"no consistency row at {t.gate_steps} steps"
+        return False, float("inf"), f"no consistency row at {sampling_steps} steps"
     channels = rows[0]["channels"]
     # A non-finite value is written as null in the benchmark: it fails the gate.
     finite = {n: m["pk_err"] is not None and m["rk_err"] is not None for n, m in channels.items()}
     failures = [
         f"{name}: pk_err {m['pk_err']}, rk_err {m['rk_err']}"
         for name, m in channels.items()
-        if not (
-            finite[name] and m["pk_err"] <= t.gate_max_pk_err and m["rk_err"] <= t.gate_max_rk_err
-        )
+        if not (finite[name] and m["pk_err"] <= max_pk_err and m["rk_err"] <= max_rk_err)
     ]
     score = (
         float(np.mean([m["pk_err"] + m["rk_err"] for m in channels.values()]))
@@ -256,60 +258,47 @@ def gate(cfg: Config, bench: dict) -> tuple[bool, float, str]:
     return True, score, "within the gate"
 
 
-def register(cfg: Config) -> str:
-    """Log the model as a pyfunc, register a new version, and set its alias by the gate.
+def register_model(
+    log: StageLog,
+    checkpoint: Path,
+    *,
+    model_name: str,
+    example: dict[str, np.ndarray],
+    output: np.ndarray,
+    sample_settings: dict,
+    passes: bool,
+    score: float,
+    reason: str,
+    mode: str,
+) -> tuple[int, str, float | None]:
+    """Log the checkpoint as a pyfunc into the active stage run, register a new version and
+    set its alias: `champion` only when the gate passes and the score beats the current
+    champion's, `challenger` otherwise. Returns (version, alias, previous champion score).
 
-    `champion` moves only when the gate passes and the score beats the current champion's;
-    otherwise the new version becomes `challenger`.
-    """
+    `sample_settings` (intermediate_sigmas, batch_size) become the model's config: the
+    pyfunc samples as the pipeline does."""
     import mlflow
     from mlflow.models import infer_signature
 
-    from halocm.api import load_model
-    from halocm.io import write_json
-    from halocm.training import consistency_path
-
-    bench = json.loads((cfg.paths.metrics_dir / "benchmark.json").read_text())
-    passes, score, reason = gate(cfg, bench)
-    result = {
-        "model": cfg.tracking.model_name,
-        "version": None,
-        "alias": None,
-        "gate_passed": passes,
-        "gate_score": score,
-        "gate": reason,
-        "previous_champion_score": None,
-    }
-    if not cfg.tracking.enabled:
-        write_json(cfg.paths.metrics_dir / "registry.json", result)
-        return f"tracking disabled: nothing registered (gate: {reason})"
-    checkpoint = consistency_path(cfg)
-    gen = load_model(checkpoint, device="cpu")
-    example = _input_example(cfg, gen)
-    output = gen.sample(example["condition"], example.get("params"), seed=0)[:, 0]
     signature = infer_signature(example, output, params={"n_steps": 1, "seed": 0})
-
-    name = cfg.tracking.model_name
-    with stage_run(cfg, "register") as log:
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("mlflow_model.py")),
-            artifacts={"checkpoint": str(checkpoint)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
-        log.metrics({"gate_score": score, "gate_passed": float(passes)}, 0)
-        version = mlflow.register_model(
-            info.model_uri, name, tags={"gate_score": repr(score), "gate": reason, "mode": gen.mode}
-        )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("mlflow_model.py")),
+        artifacts={"checkpoint": str(checkpoint)},
+        model_config=sample_settings,
+        signature=signature,
+        input_example=example,
+        pip_requirements=_requirements(),
+    )
+    log.metrics({"gate_score": score, "gate_passed": float(passes)}, 0)
+    version = mlflow.register_model(
+        info.model_uri, model_name, tags={"gate_score": repr(score), "gate": reason, "mode": mode}
+    )
     client = mlflow.MlflowClient()
-    champion = _champion_score(client, name)
+    champion = _champion_score(client, model_name)
     alias = CHAMPION if passes and (champion is None or score < champion) else CHALLENGER
-    client.set_registered_model_alias(name, alias, version.version)
-    result.update(version=int(version.version), alias=alias, previous_champion_score=champion)
-    write_json(cfg.paths.metrics_dir / "registry.json", result)
-    return f"registered {name} version {version.version} as @{alias} (score {score:.4f}; {reason})"
+    client.set_registered_model_alias(model_name, alias, version.version)
+    return int(version.version), alias, champion
 
 
 def _champion_score(client, name: str) -> float | None:
@@ -318,23 +307,6 @@ def _champion_score(client, name: str) -> float | None:
     except Exception:  # MLflow raises MlflowException when the alias does not exist yet
         return None
     return float(current.tags.get("gate_score", "inf"))
-
-
-def _input_example(cfg: Config, gen) -> dict[str, np.ndarray]:
-    from halocm.data.dataset import load_split
-    from halocm.data.normalize import denormalize_condition, denormalize_params
-
-    test = load_split(cfg.paths.processed_dir / "test.npz")
-    example = {
-        "condition": np.asarray(
-            denormalize_condition(test["condition"][:2], gen.stats), dtype=np.float32
-        )
-    }
-    if gen.shapes.n_params:
-        example["params"] = np.asarray(
-            denormalize_params(test["params"][:2], gen.stats), dtype=np.float32
-        )
-    return example
 
 
 def _requirements() -> list[str]:
@@ -348,13 +320,13 @@ def _requirements() -> list[str]:
     ]
 
 
-def serve_ui(cfg: Config, port: int = 5000) -> None:
+def serve_ui(settings: Tracking, port: int = 5000) -> None:
     """`mlflow ui` bound to loopback on this project's store."""
     cmd = [
         "mlflow",
         "ui",
         "--backend-store-uri",
-        tracking_uri(cfg),
+        tracking_uri(settings),
         "--host",
         "127.0.0.1",
         "--port",

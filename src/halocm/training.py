@@ -1,4 +1,5 @@
-"""One training loop for every objective, and the `pretrain` and `train` stages.
+"""One training loop for every objective, and the pieces the `pretrain` and `train` stages
+(halocm.stages) assemble it from.
 
 The loop owns what all methods share: batching, the optimiser, gradient clipping, the inference
 EMA, periodic validation, atomic checkpoints every K steps, bit-exact `resume`, a NaN/inf guard
@@ -8,7 +9,6 @@ and progress. What differs between EDM pretraining, CT, iCT, CD and ECT is the o
 from __future__ import annotations
 
 import copy
-import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -21,14 +21,12 @@ from torch import nn
 from tqdm import tqdm
 
 from halocm.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from halocm.config import Config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
-from halocm.distributed import Group, is_main_process, process_group, rank_seed
+from halocm.distributed import Group, is_main_process, rank_seed
 from halocm.io import atomic_path, write_json
-from halocm.models import DataShapes, build_network, network_from_checkpoint, update_ema
-from halocm.objectives import EDMObjective, consistency_objective
-from halocm.runtime import resolve_device, seed_everything
+from halocm.models import DataShapes, network_from_checkpoint, update_ema
+from halocm.objectives import EDMObjective
 
 MetricsFn = Callable[[dict[str, float], int], None]
 
@@ -39,16 +37,33 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainSettings:
+    """The loop's settings; `inference_ema` is μ of the EMA of the weights used to sample."""
+
     steps: int
-    batch_size: int
     lr: float
     optimizer: str
     weight_decay: float
     grad_clip: float
-    ema_decay: float
+    inference_ema: float
     checkpoint_every: int
     val_every: int
     seed: int
+
+    @classmethod
+    def of(cls, loop, optimizer, *, seed: int) -> TrainSettings:
+        """From a loop section (`pretrain` or `train`: steps, lr, inference_ema,
+        checkpoint_every, val_every) and the shared `optimizer` section."""
+        return cls(
+            steps=loop.steps,
+            lr=loop.lr,
+            optimizer=optimizer.name,
+            weight_decay=optimizer.weight_decay,
+            grad_clip=optimizer.grad_clip,
+            inference_ema=loop.inference_ema,
+            checkpoint_every=loop.checkpoint_every,
+            val_every=loop.val_every,
+            seed=seed,
+        )
 
 
 @dataclass
@@ -83,10 +98,11 @@ def tensors_from_split(path: str | Path, device: torch.device):
     )
 
 
-def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
-    if s.optimizer == "radam":
-        return torch.optim.RAdam(params, lr=s.lr, weight_decay=s.weight_decay)
-    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}
+
+
+def make_optimizer(params, *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
 
 
 def fit(
@@ -114,7 +130,12 @@ def fit(
     if group.size > 1:
         _data_parallel(objective, net)
     ema = copy.deepcopy(net).requires_grad_(False)
-    optimizer = make_optimizer(net.parameters(), settings)
+    optimizer = make_optimizer(
+        net.parameters(),
+        name=settings.optimizer,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+    )
     start = 0
     if resume and checkpoint_path.is_file():
         start = _restore(checkpoint_path, net, ema, objective, optimizer)
@@ -149,7 +170,7 @@ def fit(
     t0, last_good = time.perf_counter(), start
     for step in bar:
         x0, cond, params = group.shard(batches.at_step(step))
-        loss = objective.loss(x0, cond, params, step).mean()
+        loss = objective(x0, cond, params, step).mean()
         # Every rank sees the global batch's loss, so all stop together on NaN.
         global_loss = group.mean(loss)
         # Guard before the update so the weights (and the last checkpoint) stay finite.
@@ -168,7 +189,7 @@ def fit(
             )
         optimizer.step()
         objective.after_step(step)
-        update_ema(ema, net, ema_warmup(settings.ema_decay, step))
+        update_ema(ema, net, ema_warmup(settings.inference_ema, step))
 
         done = step + 1
         metrics = {"loss": global_loss.item(), "grad_norm": grad_norm.item()}
@@ -231,57 +252,30 @@ def _restore(path: Path, net, ema, objective, optimizer) -> int:
     return int(ckpt["step"])
 
 
-# ---------------------------------------------------------------- stages
+# ------------------------------------------------------- pieces of the training stages
 
 
-def _settings(cfg: Config, *, steps: int, batch_size: int, lr: float, ema_decay: float):
-    t = cfg.train
-    return TrainSettings(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=t.optimizer,
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip,
-        ema_decay=ema_decay,
-        checkpoint_every=t.checkpoint_every,
-        val_every=t.val_every,
-        seed=cfg.seed,
-    )
-
-
-def _load_training_data(cfg: Config, device: torch.device):
-    processed = cfg.paths.processed_dir
-    stats = NormStats.load(processed / "norm_stats.json")
-    train = tensors_from_split(processed / "train.npz", device)
-    val = tensors_from_split(processed / "val.npz", device)
+def load_training_data(processed_dir: Path, device: torch.device):
+    """(stats, train tensors, val tensors, shapes) of the prepared splits."""
+    stats = NormStats.load(processed_dir / "norm_stats.json")
+    train = tensors_from_split(processed_dir / "train.npz", device)
+    val = tensors_from_split(processed_dir / "val.npz", device)
     shapes = DataShapes.from_arrays(*train)
     return stats, train, val, shapes
 
 
-def _checkpoint_extra(cfg: Config, kind: str, stats: NormStats, shapes: DataShapes) -> dict:
-    return {
-        "kind": kind,
-        "mode": "edm" if kind == "denoiser" else cfg.train.mode,
-        "config": cfg.to_dict(),
-        "norm_stats": stats.to_dict(),
-        "shapes": shapes.to_dict(),
-    }
-
-
-def denoiser_path(cfg: Config) -> Path:
-    return cfg.paths.models_dir / "denoiser.pt"
-
-
-def consistency_path(cfg: Config) -> Path:
-    return cfg.paths.models_dir / "consistency.pt"
-
-
-def _last_path(final: Path) -> Path:
+def last_path(final: Path) -> Path:
+    """The running checkpoint behind the published `final` one."""
     return final.parent / "checkpoints" / f"{final.stem}-last.pt"
 
 
-def _finalise(last: Path, final: Path) -> Path:
+def write_config(final: Path, config: dict) -> None:
+    """The resolved config beside the output, written before training starts (rank 0)."""
+    if is_main_process():
+        write_json(final.with_suffix(".config.json"), config)
+
+
+def finalise(last: Path, final: Path) -> Path:
     """Publish the finished run: the last checkpoint becomes the stage output (rank 0).
     The resolved config was written beside it before training started."""
     if is_main_process():
@@ -290,128 +284,47 @@ def _finalise(last: Path, final: Path) -> Path:
     return final
 
 
-def _write_config(final: Path, cfg: Config) -> None:
-    if is_main_process():
-        write_json(final.with_suffix(".config.json"), cfg.to_dict())
-
-
-def _distributed(stage):
-    """Under `torchrun`, run the stage inside the process group (gloo on CPU, NCCL on CUDA,
-    one GPU per process); otherwise call it as is."""
-
-    @functools.wraps(stage)
-    def run(cfg: Config, **kwargs):
-        with process_group(resolve_device(cfg.device)):
-            return stage(cfg, **kwargs)
-
-    return run
-
-
-@_distributed
-def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = None) -> Path:
-    """EDM denoising pretraining → models/denoiser.pt (the CD teacher and CT warm start)."""
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    stats, train, val, shapes = _load_training_data(cfg, device)
-    denoiser = build_network(cfg, shapes, "denoiser").to(device)
-    p = cfg.pretrain
-    objective = EDMObjective(denoiser, p.p_mean, p.p_std, cfg.diffusion.sigma_data)
-    final = denoiser_path(cfg)
-    _write_config(final, cfg)
-    fit(
-        objective=objective,
-        net=denoiser,
-        batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed),
-        settings=_settings(
-            cfg, steps=p.steps, batch_size=p.batch_size, lr=p.lr, ema_decay=p.ema_decay
-        ),
-        checkpoint_path=_last_path(final),
-        checkpoint_extra=_checkpoint_extra(cfg, "denoiser", stats, shapes),
-        resume=resume,
-        validate=_denoiser_validation(cfg, val),
-        log_metrics=log_metrics,
-        desc="pretrain",
-    )
-    return _finalise(_last_path(final), final)
-
-
-@_distributed
-def train(
-    cfg: Config,
-    *,
-    resume: bool = False,
-    log_metrics: MetricsFn | None = None,
-    on_step: Callable[[int], None] | None = None,
-) -> Path:
-    """Consistency training (`train.mode`: ct, ict, cd, ect) → models/consistency.pt."""
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    stats, train_data, val, shapes = _load_training_data(cfg, device)
-    student = build_network(cfg, shapes, "consistency").to(device)
-    teacher = _load_teacher(cfg, device)
-    if cfg.train.warm_start and teacher is not None:
-        # Same backbone and c_noise: the denoiser's EMA weights are a valid starting point.
-        student.net.load_state_dict(teacher.net.state_dict())
-    elif cfg.train.denoising_warmup > 0:
-        _denoising_warmup(cfg, student, train_data)
-    objective = consistency_objective(cfg, student, teacher)
-    final = consistency_path(cfg)
-    _write_config(final, cfg)
-    fit(
-        objective=objective,
-        net=student,
-        batches=Batches(*train_data, batch_size=cfg.train.batch_size, seed=cfg.seed),
-        settings=_settings(
-            cfg,
-            steps=cfg.train.steps,
-            batch_size=cfg.train.batch_size,
-            lr=cfg.train.lr,
-            ema_decay=cfg.train.inference_ema_decay,
-        ),
-        checkpoint_path=_last_path(final),
-        checkpoint_extra=_checkpoint_extra(cfg, "consistency", stats, shapes),
-        resume=resume,
-        validate=_consistency_validation(cfg, val, stats),
-        log_metrics=log_metrics,
-        on_step=on_step,
-        desc=f"train[{cfg.train.mode}]",
-    )
-    return _finalise(_last_path(final), final)
-
-
-def _load_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
-    path = denoiser_path(cfg)
-    if not cfg.pretrain.enabled or not path.is_file():
-        return None
+def load_teacher(path: Path, device: torch.device) -> nn.Module:
+    """The pretrained denoiser's inference EMA, frozen: the CD teacher and the warm start."""
     teacher = network_from_checkpoint(load_checkpoint(path, device), weights="ema").to(device)
     return teacher.eval().requires_grad_(False)
 
 
-def _denoising_warmup(cfg: Config, student: nn.Module, train_data) -> None:
-    """EDM steps on the student's own backbone when no pretrained denoiser is given."""
-    from halocm.diffusion.precond import EDMPrecond
-
-    denoiser = EDMPrecond(student.net, sigma_data=cfg.diffusion.sigma_data)
-    p = cfg.pretrain
-    objective = EDMObjective(denoiser, p.p_mean, p.p_std, cfg.diffusion.sigma_data)
-    optimizer = torch.optim.RAdam(denoiser.parameters(), lr=p.lr)
-    batches = Batches(*train_data, batch_size=p.batch_size, seed=cfg.seed + 1)
-    for step in tqdm(range(cfg.train.denoising_warmup), desc="denoising warm-up"):
-        loss = objective.loss(*batches.at_step(step), step).mean()
-        optimizer.zero_grad(set_to_none=True)
+def denoising_warmup(
+    objective: EDMObjective,
+    train_data,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    grad_clip: float,
+) -> None:
+    """`steps` plain EDM steps on the objective's denoiser (e.g. the student's backbone with
+    EDM preconditioning) when no pretrained denoiser is given: no EMA, checkpoints or
+    validation."""
+    denoiser = objective.denoiser
+    opt = make_optimizer(denoiser.parameters(), name=optimizer, lr=lr, weight_decay=weight_decay)
+    batches = Batches(*train_data, batch_size=batch_size, seed=seed)
+    for step in tqdm(range(steps), desc="denoising warm-up"):
+        loss = objective(*batches.at_step(step), step).mean()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.train.grad_clip)
-        optimizer.step()
+        nn.utils.clip_grad_norm_(denoiser.parameters(), grad_clip)
+        opt.step()
 
 
-def _val_subset(cfg: Config, val):
-    n = min(len(val[0]), cfg.train.val_batches * cfg.train.batch_size)
+def val_subset(val, n: int):
+    """The first `n` validation maps (all when fewer)."""
+    n = min(len(val[0]), n)
     return tuple(t[:n] for t in val)
 
 
-def _denoiser_validation(cfg: Config, val):
-    x0, cond, params = _val_subset(cfg, val)
-    p = cfg.pretrain
+def denoiser_validation(val, *, p_mean: float, p_std: float, sigma_data: float, seed: int):
+    """The EDM loss of the inference EMA on `val`, with the same noise at every validation."""
+    x0, cond, params = val
 
     @torch.no_grad()
     def validate(ema: nn.Module, step: int) -> dict[str, float]:
@@ -419,15 +332,15 @@ def _denoiser_validation(cfg: Config, val):
 
         ema.eval()
         # A fixed generator: every validation sees the same noise, so values are comparable.
-        gen = torch.Generator(device=x0.device).manual_seed(cfg.seed)
+        gen = torch.Generator(device=x0.device).manual_seed(seed)
         loss = edm_loss(
             ema,
             x0,
             cond,
             params,
-            p_mean=p.p_mean,
-            p_std=p.p_std,
-            sigma_data=cfg.diffusion.sigma_data,
+            p_mean=p_mean,
+            p_std=p_std,
+            sigma_data=sigma_data,
             generator=gen,
         )
         return {"val_loss": loss.mean().item()}
@@ -435,15 +348,34 @@ def _denoiser_validation(cfg: Config, val):
     return validate
 
 
-def _consistency_validation(cfg: Config, val, stats: NormStats):
+def consistency_validation(
+    val,
+    stats: NormStats,
+    *,
+    n_steps: int,
+    sigma_max: float,
+    intermediate_sigmas: tuple[float, ...],
+    seed: int,
+):
     """Sample quality, not loss: the CT loss says little about how good samples are."""
-    x0, cond, params = _val_subset(cfg, val)
+    x0, cond, params = val
 
     @torch.no_grad()
     def validate(ema: nn.Module, step: int) -> dict[str, float]:
         from halocm.evaluation.quality import sample_quality
 
         ema.eval()
-        return sample_quality(cfg, ema, x0, cond, params, stats, prefix="val_")
+        return sample_quality(
+            ema,
+            x0,
+            cond,
+            params,
+            stats,
+            n_steps=n_steps,
+            sigma_max=sigma_max,
+            intermediate_sigmas=intermediate_sigmas,
+            seed=seed,
+            prefix="val_",
+        )
 
     return validate

@@ -1,4 +1,4 @@
-"""The `prepare` stage: raw data → normalised, halo-grouped train/val/test files."""
+"""Raw data → normalised, halo-grouped train/val/test files (the `prepare` stage's work)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from halocm.config import Config
 from halocm.data.dataset import SPLITS, split_by_group
 from halocm.data.normalize import (
     NormStats,
@@ -16,7 +15,7 @@ from halocm.data.normalize import (
     normalize_params,
     normalize_target,
 )
-from halocm.data.sources import RawData, load_source, validate
+from halocm.data.sources import RawData, validate
 from halocm.io import save_npz
 
 log = logging.getLogger(__name__)
@@ -24,32 +23,25 @@ log = logging.getLogger(__name__)
 NORM_STATS_FILE = "norm_stats.json"
 
 
-def split_path(cfg: Config, split: str) -> Path:
-    return Path(cfg.paths.processed_dir) / f"{split}.npz"
-
-
-def norm_stats_path(cfg: Config) -> Path:
-    return Path(cfg.paths.processed_dir) / NORM_STATS_FILE
-
-
-def prepare(cfg: Config) -> Path:
-    """Load the configured source, validate it, split it by group (seeded by `cfg.seed`), fit
-    the normalisation on the training split only and write `{train,val,test}.npz` and
-    `norm_stats.json` into `paths.processed_dir`, each file atomically. Returns that dir.
+def prepare(
+    raw: RawData, out: Path, *, split_fractions: tuple[float, float, float], seed: int
+) -> Path:
+    """Validate `raw`, split it by group (seeded by `seed`), fit the normalisation on the
+    training split only and write `{train,val,test}.npz` and `norm_stats.json` into `out`,
+    each file atomically. Returns `out`.
 
     A split file holds `condition`, `target` (normalised, float32), `params` (z-scored,
     float32, (N, P)), `group`, `index` (row in the source) and, when the source has them, the
     physical `halo_mass`, `r200` and `truth_realizations`.
     """
-    raw = load_source(cfg)
     validate(raw)
-    splits = split_by_group(raw.group, cfg.data.split_fractions, cfg.seed, origin=raw.origin)
+    splits = split_by_group(raw.group, split_fractions, seed, origin=raw.origin)
     stats = fit_stats(raw.subset(splits["train"]))
 
-    out = Path(cfg.paths.processed_dir)
+    out = Path(out)
     for name in SPLITS:
-        save_npz(split_path(cfg, name), **_split_arrays(raw, splits[name], stats))
-    stats.save(norm_stats_path(cfg))
+        save_npz(out / f"{name}.npz", **_split_arrays(raw, splits[name], stats))
+    stats.save(out / NORM_STATS_FILE)
     sizes = ", ".join(f"{name} {len(splits[name])}" for name in SPLITS)
     log.info("prepared %s maps from %s: %s → %s", raw.n_maps, raw.origin, sizes, out)
     return out

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from halocm.config import Config
-
 DEFAULT_BOX_SIZE = 6.25  # Mpc/h, the simulator's cutout side (DESIGN.md §3)
 DEFAULT_TARGET_NAMES = ("dm_hydro", "gas", "stars")
 EXTRA_KEYS = ("halo_mass", "r200", "truth_realizations")
@@ -394,22 +392,17 @@ def _tiles(maps: np.ndarray, crop: int) -> np.ndarray:
 # -------------------------------------------------------------------------------- dispatch
 
 
-def synthetic_path(cfg: Config) -> Path:
-    """Where `halocm generate` writes the simulator's maps."""
-    return Path(cfg.paths.raw_dir) / "synthetic.npz"
-
-
-def load_source(cfg: Config) -> RawData:
-    """The configured `data.source`, read and validated."""
-    source = cfg.data.source
+def load_source(
+    source: str, path: str | Path, *, camels_suite: str, camels_set: str, crop: int
+) -> RawData:
+    """Read `path` as `source` (`data.source`): the simulator's npz, an external npz or a
+    CAMELS CMD directory (cropped to `crop`² cutouts)."""
     if source == "synthetic":
-        path = synthetic_path(cfg)
-        if not path.is_file():
+        if not Path(path).is_file():
             raise DataError(f"{path}: file not found (run `halocm generate` first)")
         return read_npz(path)
     if source == "npz":
-        return read_npz(cfg.data.path)
+        return read_npz(path)
     if source == "camels_cmd":
-        data = cfg.data
-        return read_camels_cmd(data.path, data.camels_suite, data.camels_set, data.crop)
+        return read_camels_cmd(path, camels_suite, camels_set, crop)
     raise DataError(f"data.source={source!r}: allowed: 'synthetic', 'npz', 'camels_cmd'")

@@ -1,9 +1,10 @@
-"""`halocm evaluate`: samplers × steps against the test split (DESIGN.md §6).
+"""The benchmark: samplers × steps against the test split (DESIGN.md §6).
 
-Rows: the consistency model at each of `evaluate.steps`, the EDM teacher (Heun), the trivial
-baseline (condition × mean channel fraction) and, when the data carry truth realisations, the
-oracle (an independent redraw of the same condition). Every row is scored by the same metric
-functions in physical units; the JSON is what DVC, MLflow and the registry gate read.
+Rows: the consistency model at each of `evaluate.sampling_steps`, the EDM teacher (Heun), the
+trivial baseline (condition × mean channel fraction) and, when the data carry truth
+realisations, the oracle (an independent redraw of the same condition). Every row is scored by
+the same metric functions in physical units; the JSON is what DVC, MLflow and the registry gate
+read.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from halocm.api import Generator, load_model
-from halocm.config import Config
+from halocm.api import Generator
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats, denormalize_condition, denormalize_target
 from halocm.evaluation import metrics
-from halocm.evaluation.report import write_plots, write_report
-from halocm.io import write_json
-from halocm.training import consistency_path, denoiser_path
 
 
 @dataclass
@@ -38,9 +35,10 @@ class TestSet:
     channel_names: list[str]
 
 
-def load_test_set(cfg: Config, stats: NormStats) -> TestSet:
-    split = load_split(cfg.paths.processed_dir / "test.npz")
-    n = min(cfg.evaluate.n_maps, len(split["target"]))
+def load_test_set(path: Path, stats: NormStats, n_maps: int) -> TestSet:
+    """The first `n_maps` maps of the test split (all when fewer), physical and normalised."""
+    split = load_split(path)
+    n = min(n_maps, len(split["target"]))
     target = np.asarray(denormalize_target(split["target"][:n].astype(np.float64), stats))
     condition = np.asarray(denormalize_condition(split["condition"][:n].astype(np.float64), stats))
     res = target.shape[-1]
@@ -58,9 +56,9 @@ def load_test_set(cfg: Config, stats: NormStats) -> TestSet:
     )
 
 
-def mean_channel_fractions(cfg: Config, stats: NormStats) -> np.ndarray:
+def mean_channel_fractions(train_path: Path, stats: NormStats) -> np.ndarray:
     """Σ target_c / Σ DMO over the training split: the trivial baseline's multipliers."""
-    train = load_split(cfg.paths.processed_dir / "train.npz")
+    train = load_split(train_path)
     target = np.asarray(denormalize_target(train["target"].astype(np.float64), stats))
     dmo = np.asarray(denormalize_condition(train["condition"][:, :1].astype(np.float64), stats))
     return target.sum(axis=(0, 2, 3)) / dmo.sum()
@@ -94,7 +92,7 @@ def time_sampler(
     gen: Generator, test: TestSet, n_steps: int, repeats: int, timing_batch: int
 ) -> float:
     """Milliseconds per map: median over repeats of one batch, after a warm-up call."""
-    b = min(len(test.target), gen.config.sample.batch_size, timing_batch)
+    b = min(len(test.target), gen.sample_settings.batch_size, timing_batch)
     cond, params = test.cond_norm[:b], test.params_norm[:b]
 
     def once() -> float:
@@ -110,50 +108,46 @@ def time_sampler(
     return 1000.0 * float(np.median([once() for _ in range(repeats)])) / b
 
 
-def draw(gen: Generator, test: TestSet, n_steps: int, n_realizations: int, seed: int):
-    """Physical samples (N, R, C, H, W) for the normalised test inputs, in batches."""
-    n, b = len(test.target), gen.config.sample.batch_size
-    out = np.empty((n, n_realizations, *test.target.shape[1:]), dtype=np.float64)
-    for r in range(n_realizations):
-        for lo in range(0, n, b):
-            idx = range(lo, min(lo + b, n))
-            y = gen.sample_normalized(
-                test.cond_norm[lo : idx.stop],
-                test.params_norm[lo : idx.stop],
-                n_steps=n_steps,
-                seed=seed,
-                indices=idx,
-                realization=r,
-            )
-            out[lo : idx.stop, r] = denormalize_target(y.cpu().double().numpy(), gen.stats)
-    return out
-
-
-def evaluate(cfg: Config) -> Path:
-    """Run the benchmark; write metrics/benchmark.json, reports/benchmark.md and plots."""
-    ev = cfg.evaluate
-    student = load_model(consistency_path(cfg), device=cfg.device)
-    stats = student.stats
-    test = load_test_set(cfg, stats)
+def benchmark(
+    student: Generator,
+    teacher: Generator | None,
+    test: TestSet,
+    fractions: np.ndarray,
+    *,
+    sampling_steps: tuple[int, ...],
+    teacher_levels: int,
+    n_realizations: int,
+    timing_repeats: int,
+    timing_batch: int,
+    seed: int,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """(benchmark.json's content, example maps per row): the student at each of
+    `sampling_steps`, the teacher on `teacher_levels`, the baseline of `fractions` and the
+    oracle when the test set has one."""
     rows, examples = [], {}
-    jobs = [("consistency", s) for s in ev.steps]
-    teacher = (
-        load_model(denoiser_path(cfg), device=cfg.device) if denoiser_path(cfg).is_file() else None
-    )
+    jobs = [("consistency", s) for s in sampling_steps]
     if teacher is not None:
-        jobs.append(("teacher", ev.teacher_steps))
+        jobs.append(("teacher", teacher_levels))
 
     for sampler, steps in tqdm(jobs, desc="evaluate"):
         gen = student if sampler == "consistency" else teacher
         # Calibration needs several realisations: affordable for the few-step student only.
-        n_real = ev.n_realizations if sampler == "consistency" and steps <= 2 else 1
-        samples = draw(gen, test, steps, n_real, seed=cfg.seed)
+        n_real = n_realizations if sampler == "consistency" and steps <= 2 else 1
+        # Scored in float64, as the metrics are.
+        samples = gen.draw(
+            test.cond_norm,
+            test.params_norm,
+            n_steps=steps,
+            n_realizations=n_real,
+            seed=seed,
+            dtype=np.float64,
+        )
         rows.append(
             {
                 "sampler": sampler,
                 "steps": steps,
                 "nfe": gen.nfe(steps),
-                "ms_per_map": time_sampler(gen, test, steps, ev.timing_repeats, ev.timing_batch),
+                "ms_per_map": time_sampler(gen, test, steps, timing_repeats, timing_batch),
                 "n_maps": len(test.target),
                 "n_realizations": n_real,
                 "channels": score_channels(samples[:, 0], test, samples),
@@ -161,7 +155,6 @@ def evaluate(cfg: Config) -> Path:
         )
         examples[f"{sampler}_{steps}"] = samples[:, 0]
 
-    fractions = mean_channel_fractions(cfg, stats)
     baseline = test.condition[:, :1] * fractions[None, :, None, None]
     rows.append(_fixed_row("baseline", baseline, test))
     examples["baseline"] = baseline
@@ -179,11 +172,7 @@ def evaluate(cfg: Config) -> Path:
         "resolution": int(test.target.shape[-1]),
         "baseline_fractions": fractions.tolist(),
     }
-    out = write_json(cfg.paths.metrics_dir / "benchmark.json", result)
-    write_json(cfg.paths.metrics_dir / "headline.json", headline(result))
-    write_report(cfg.paths.reports_dir / "benchmark.md", result)
-    write_plots(cfg, result, test, examples)
-    return out
+    return result, examples
 
 
 def headline(bench: dict) -> dict[str, dict[str, float]]:

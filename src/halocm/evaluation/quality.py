@@ -6,39 +6,38 @@ import numpy as np
 import torch
 from torch import nn
 
-from halocm.config import Config
 from halocm.data.normalize import NormStats, denormalize_target
 from halocm.evaluation.metrics import pk_error, rk_error
-from halocm.sampling import make_generators, sample_batch
+from halocm.sampling import consistency_batch, make_generators
 
 
 @torch.no_grad()
 def sample_quality(
-    cfg: Config,
     net: nn.Module,
     x0: torch.Tensor,
     cond: torch.Tensor,
     params: torch.Tensor,
     stats: NormStats,
     *,
+    n_steps: int,
+    sigma_max: float,
+    intermediate_sigmas: tuple[float, ...],
+    seed: int,
     prefix: str = "",
-    n_steps: int | None = None,
 ) -> dict[str, float]:
-    """Mean over channels of pk_err and rk_err of `n_steps` samples against the truth.
-
-    The same seeds every call, so successive validations differ only through the weights.
+    """Mean over channels of pk_err and rk_err of `n_steps` consistency samples against the
+    truth. The same seeds every call, so successive validations differ only through the weights.
     """
-    n_steps = n_steps or cfg.train.n_sampling_steps
-    gens = make_generators(cfg.seed, range(len(x0)), 0, x0.device)
-    gen = sample_batch(
+    gens = make_generators(seed, range(len(x0)), 0, x0.device)
+    gen = consistency_batch(
         net,
-        "consistency",
         cond,
         params,
         n_steps=n_steps,
-        cfg=cfg,
         generators=gens,
         out_channels=x0.shape[1],
+        sigma_max=sigma_max,
+        intermediate_sigmas=intermediate_sigmas,
     )
     gen = np.asarray(denormalize_target(gen.float().cpu().numpy(), stats), dtype=np.float64)
     true = np.asarray(denormalize_target(x0.float().cpu().numpy(), stats), dtype=np.float64)

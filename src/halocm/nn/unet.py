@@ -10,14 +10,10 @@ feature-map sides, skip connections between encoder and decoder.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from halocm.config import Config
 
 # Angular frequencies of the noise embedding span periods from ~6 down to ~0.025 in
 # c_noise = ¼ ln σ, i.e. the finest features separate σ values about 10% apart.
@@ -246,20 +242,30 @@ class UNet(nn.Module):
 
 
 def build_unet(
-    cfg: Config, *, in_channels: int, cond_channels: int, n_params: int, resolution: int
+    *,
+    in_channels: int,
+    cond_channels: int,
+    n_params: int,
+    resolution: int,
+    base_channels: int,
+    channel_mult: list[int] | tuple[int, ...],
+    num_res_blocks: int,
+    attention_resolutions: list[int] | tuple[int, ...],
+    dropout: float,
+    embedding_dim: int,
 ) -> UNet:
-    """The UNet of `cfg.model`; channel counts and resolution come from the data's shape."""
-    m = cfg.model
+    """The UNet that maps the target channels to themselves; the channel counts and the
+    resolution come from the data, the size knobs from the `model` section."""
     return UNet(
         in_channels=in_channels,
         cond_channels=cond_channels,
         out_channels=in_channels,
         n_params=n_params,
         resolution=resolution,
-        base_channels=m.base_channels,
-        channel_mult=tuple(m.channel_mult),
-        num_res_blocks=m.num_res_blocks,
-        attention_resolutions=tuple(m.attention_resolutions),
-        dropout=m.dropout,
-        embedding_dim=m.embedding_dim,
+        base_channels=base_channels,
+        channel_mult=tuple(channel_mult),
+        num_res_blocks=num_res_blocks,
+        attention_resolutions=tuple(attention_resolutions),
+        dropout=dropout,
+        embedding_dim=embedding_dim,
     )
