@@ -1,8 +1,9 @@
-"""Prefect flow: the halocm pipeline, one task per stage (thin: stages live in halocm.pipeline).
+"""Prefect flow: the halocm pipeline, one task per stage of the stage graph (halocm.pipeline).
 
 Run once (no server needed):  python flows/pipeline.py [--params params.yaml] [--set k=v ...]
-A stage whose params, input files and code are unchanged, and whose outputs are still the ones
-it wrote, is a cache hit and is skipped; the log says `stage NAME: cached` or `stage NAME: ran`.
+A stage whose params, input files and code (its import closure) are unchanged, and whose outputs
+are still the ones it wrote, is a cache hit and is skipped; the log says `stage NAME: cached` or
+`stage NAME: ran`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from halocm.config import load_config
-from halocm.pipeline import ORDER, fingerprint, output_digests, run_stage
+from halocm.pipeline import STAGES, fingerprint, output_digests, run_stage
 from halocm.tracking import pipeline_run
 
 
@@ -100,9 +101,9 @@ def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) ->
     overrides = list(overrides or [])
     cfg = load_config(params, overrides)
     outputs, ran, cached = {}, [], []
-    with pipeline_run(cfg, "pipeline"):
-        for name in ORDER:
-            if name == "pretrain" and not cfg.pretrain.enabled:
+    with pipeline_run(cfg.tracking, "pipeline"):
+        for name, stage in STAGES.items():
+            if not stage.active(cfg):
                 continue
             digests, hit = run_cached(name, params, overrides)
             outputs[name] = list(digests)

@@ -1,4 +1,4 @@
-"""Prefect flow: an Optuna study over ema_decay, ct_n_steps, learning rate and loss.
+"""Prefect flow: an Optuna study over the chosen method's `search` knobs and the learning rate.
 
 Run once:  python flows/tune.py --n-trials 8 [--storage optuna.journal] [--study-name halocm]
 """
@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from halocm.config import load_config
-from halocm.tuning import tune
+from halocm.stages.tune import tune
 
 
 @task(cache_policy=NO_CACHE)

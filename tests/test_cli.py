@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from typer.testing import CliRunner
 
 from halocm.cli import app
+from halocm.config import load_config
+from halocm.pipeline import STAGES, dvc_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 runner = CliRunner()
 
@@ -42,13 +48,29 @@ def test_train_then_sample_from_the_command_line(project, tmp_path):
 
 
 def test_bad_config_value_is_one_line(project):
-    result = _run("train", "--params", project / "params.yaml", "--set", "train.ema_decay=2")
+    result = _run("train", "--params", project / "params.yaml", "--set", "ct.target_ema=2")
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert lines == [
-        f"halocm train: error: {project / 'params.yaml'}: train.ema_decay=2: "
+        f"halocm train: error: {project / 'params.yaml'}: ct.target_ema=2: "
         "Input should be less than 1"
     ]
+
+
+def test_the_stage_commands_are_the_stage_graphs():
+    names = {c.name for c in app.registered_commands}
+    assert set(STAGES) <= names
+    for name, stage in STAGES.items():
+        result = _run(name, "--help")
+        assert result.exit_code == 0
+        assert ("--resume" in result.output) == stage.resumable, name
+
+
+def test_dvc_yaml_command_writes_the_generated_file(tmp_path):
+    out = tmp_path / "dvc.yaml"
+    result = _run("dvc-yaml", "--params", ROOT / "params.yaml", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == dvc_yaml(load_config(ROOT / "params.yaml"))
 
 
 def test_sample_with_wrong_channels_is_one_line(project, tmp_path):

@@ -1,12 +1,13 @@
-"""DVC for real: the project's dvc.yaml in a temporary Git repository with a tiny params.yaml,
-reproduced with the `dvc` and `halocm` commands (telemetry off, MLflow on a local SQLite file).
+"""The stage graph and DVC: dvc.yaml is the one generated from halocm.pipeline.STAGES, its code
+deps cover what each stage runs; then DVC for real: the project's dvc.yaml in a temporary Git
+repository with a tiny params.yaml, reproduced with the `dvc` and `halocm` commands (telemetry
+off, MLflow on a local SQLite file).
 
-The tests share one repository and run in file order; each leaves it reproduced (up to date),
-so any one of them also runs alone after the module fixture's first `dvc repro`."""
+The DVC tests share one repository and run in file order; each leaves it reproduced (up to
+date), so any one of them also runs alone after the module fixture's first `dvc repro`."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -21,9 +22,97 @@ import pytest
 import yaml
 from conftest import TELEMETRY_OFF, TINY_PARAMS
 
+from halocm.config import load_config
+from halocm.pipeline import SRC, STAGES, dvc_yaml, import_closure
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ORDER = ["generate", "prepare", "pretrain", "train", "evaluate", "register"]
+
+
+# --- the stage graph and dvc.yaml ----------------------------------------------------------
+
+
+def test_the_committed_dvc_yaml_is_the_generated_one():
+    committed = (ROOT / "dvc.yaml").read_text()
+    assert committed == dvc_yaml(load_config(ROOT / "params.yaml")), (
+        "dvc.yaml differs from the stage graph: run `halocm dvc-yaml`"
+    )
+    assert list(yaml.safe_load(committed)["stages"]) == list(STAGES) == ORDER
+
+
+def _code_deps(stage: str) -> set[str]:
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    return {d for d in deps if d.startswith("src/")}
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("stage", ORDER)
+def test_each_stages_import_closure_is_in_its_dvc_deps(stage):
+    deps = _code_deps(stage)
+    module = STAGES[stage].module
+    assert {_rel(p) for p in import_closure(module)} <= deps
+    # What importing the stage module really loads (module-level imports) is a lower bound
+    # of the static closure, which adds the imports inside functions.
+    code = (
+        f"import sys, {module}; "
+        "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) "
+        "if m.__name__.startswith('halocm') and getattr(m, '__file__', None)))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded = {_rel(Path(f).resolve()) for f in out.stdout.split()}
+    assert loaded - deps == set()
+    # The CLI and the graph only dispatch; the stage's own deps are about what it runs.
+    assert "src/halocm/cli.py" not in deps and "src/halocm/pipeline.py" not in deps
+
+
+def test_the_code_deps_follow_function_level_imports():
+    train = {_rel(p) for p in import_closure("halocm.stages.train")}
+    # training.consistency_validation imports the quality score inside a function.
+    assert "src/halocm/evaluation/quality.py" in train
+    assert {"src/halocm/models.py", "src/halocm/sampling.py"} <= train  # missed before
+    generate = {_rel(p) for p in import_closure("halocm.stages.generate")}
+    assert "src/halocm/training.py" not in generate and "src/halocm/api.py" not in generate
+    assert "src/halocm/data/synthetic.py" in generate
+    # Not the lazy `halocm.load_model` hook of halocm/__init__.py.
+    assert "src/halocm/__init__.py" in generate and "src/halocm/api.py" not in generate
+    assert SRC == ROOT / "src" / "halocm"
+
+
+def test_import_closure_on_a_small_package(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "def __getattr__(name):\n    from pkg import heavy\n",
+        "heavy.py": "",
+        "stage.py": "import os\nfrom pkg.sub import a\nfrom . import b\n",
+        "b.py": "def f():\n    from .sub.c import x\n",
+        "unused.py": "",
+        "sub/__init__.py": "",
+        "sub/a.py": "import pkg.sub.d as d\n",
+        "sub/c.py": "x = 1\n",
+        "sub/d.py": "from ..b import f\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    found = {p.relative_to(pkg).as_posix() for p in import_closure("pkg.stage", src=pkg)}
+    assert found == {
+        "__init__.py",  # a parent package: its file, not its lazy hook's import of `heavy`
+        "stage.py",
+        "b.py",  # from . import b
+        "sub/__init__.py",
+        "sub/a.py",  # from pkg.sub import a: a module, not a name of pkg.sub
+        "sub/c.py",  # imported inside a function, relatively
+        "sub/d.py",  # import pkg.sub.d as d
+    }
+
+
 ENV = {
     **TELEMETRY_OFF,
     "OMP_NUM_THREADS": "1",
@@ -32,16 +121,6 @@ ENV = {
     "GIT_COMMITTER_NAME": "halocm-test",
     "GIT_COMMITTER_EMAIL": "test@localhost",
 }
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _run(repo: Path, *cmd: str, timeout: float = 300) -> str:
@@ -103,7 +182,7 @@ def first_repro(tmp_path_factory):
     # in a migrated SQLite copy next to the repository, so it is no part of the workspace.
     store = tmp / "mlflow.db"
     mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_PARAMS)
+    params = json.loads(json.dumps(TINY_PARAMS))  # a copy
     params["tracking"].update(
         enabled=True, tracking_uri=f"sqlite:///{store}", artifact_root=str(tmp / "mlartifacts")
     )
@@ -146,7 +225,8 @@ def test_first_repro_runs_every_stage_and_writes_the_outputs(repo, first_repro):
         assert (repo / path).is_file(), path
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert list(lock["stages"]) == ORDER
-    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["ema_decay"] == 0.999
+    assert lock["stages"]["train"]["params"]["params.yaml"]["ct"]["target_ema"] == 0.999
+    assert "sample.batch_size" not in str(lock["stages"]["train"]["params"])
     # Cached outputs are in DVC's cache and ignored by Git; the uncached ones are Git's.
     assert "/consistency.pt" in (repo / "models/.gitignore").read_text()
     registry = json.loads((repo / "metrics/registry.json").read_text())
@@ -163,9 +243,9 @@ def test_second_repro_runs_nothing(repo):
     assert _state(repo) == before
 
 
-def test_changing_ema_decay_reruns_only_train_evaluate_register(repo):
-    old = yaml.safe_load((repo / "params.yaml").read_text())["train"]["ema_decay"]
-    _set_param(repo, "train", "ema_decay", 0.995 if old != 0.995 else 0.996)
+def test_changing_the_target_ema_reruns_only_train_evaluate_register(repo):
+    old = yaml.safe_load((repo / "params.yaml").read_text())["ct"]["target_ema"]
+    _set_param(repo, "ct", "target_ema", 0.995 if old != 0.995 else 0.996)
     before = _state(repo)
     output = _run(repo, "dvc", "repro")
     assert _ran(output) == ["train", "evaluate", "register"]
@@ -175,6 +255,32 @@ def test_changing_ema_decay_reruns_only_train_evaluate_register(repo):
     for path in ("models/consistency.pt", "metrics/benchmark.json", "metrics/registry.json"):
         assert after[path] != before[path], path
     assert _ran(_run(repo, "dvc", "repro")) == []
+
+
+def test_changing_the_sampling_batch_size_reruns_evaluate_not_train(repo):
+    old = yaml.safe_load((repo / "params.yaml").read_text())["sample"]["batch_size"]
+    _set_param(repo, "sample", "batch_size", old + 1)
+    before = _state(repo)
+    output = _run(repo, "dvc", "repro")
+    # register follows evaluate's new benchmark.json (its timings always change).
+    assert _ran(output) == ["evaluate", "register"]
+    assert _state(repo)["models/consistency.pt"] == before["models/consistency.pt"]
+
+
+def test_editing_a_module_a_stage_runs_marks_that_stage_changed(repo):
+    def changed() -> set[str]:
+        status = json.loads(_run(repo, "dvc", "status", "--json"))
+        return {name.split(":")[-1] for name in status}
+
+    module = repo / "src/halocm/evaluation/quality.py"  # validation's score: train runs it
+    text = module.read_text()
+    module.write_text(text + "\n# edited\n")
+    try:
+        assert {"pretrain", "train"} <= changed() <= {"pretrain", "train", "evaluate", "register"}
+        assert "generate" not in changed() and "prepare" not in changed()
+    finally:
+        module.write_text(text)
+    assert changed() == set()
 
 
 def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(repo):
@@ -203,7 +309,7 @@ def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(rep
 
 
 def test_exp_run_with_a_param_and_exp_show_lists_it_with_metrics(repo):
-    output = _run(repo, "dvc", "exp", "run", "-S", "train.ema_decay=0.98", timeout=600)
+    output = _run(repo, "dvc", "exp", "run", "-S", "ct.target_ema=0.98", timeout=600)
     assert _ran(output) == ["train", "evaluate", "register"]
     name = re.search(r"Ran experiment\(s\): (\S+)", output).group(1)
     shown = json.loads(_run(repo, "dvc", "exp", "show", "--json"))
@@ -216,7 +322,7 @@ def test_exp_run_with_a_param_and_exp_show_lists_it_with_metrics(repo):
     ]
     assert len(exps) == 1, [e.get("name") for b in shown for e in b.get("experiments") or []]
     data = exps[0]["data"]
-    assert data["params"]["params.yaml"]["data"]["train"]["ema_decay"] == 0.98
+    assert data["params"]["params.yaml"]["data"]["ct"]["target_ema"] == 0.98
     headline = data["metrics"]["metrics/headline.json"]["data"]
     assert set(headline["consistency_1"]) >= {"pk_err", "rk_err", "ms_per_map"}
     assert data["metrics"]["metrics/benchmark.json"]["data"]["n_parameters"] > 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TELEMETRY_OFF, TINY_PARAMS, write_params
+from conftest import TELEMETRY_OFF, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,7 +43,7 @@ def _tiny_project(root: Path, store: Path) -> Path:
         "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
         "artifact_root": str(root / "mlartifacts"),
     }
-    return write_params(root, {**TINY_PARAMS, "tracking": tracking})
+    return write_params(root, {"tracking": tracking})
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def _output_mtimes(params: Path) -> dict[str, int]:
     from halocm.pipeline import STAGES
 
     cfg = load_config(params)
-    return {str(p): p.stat().st_mtime_ns for s in STAGES.values() for p in s.outs(cfg)}
+    return {str(p): p.stat().st_mtime_ns for s in STAGES.values() for p in s.out_paths(cfg)}
 
 
 def test_pipeline_flow_runs_every_stage_and_writes_outputs(flow_project):
@@ -319,3 +319,21 @@ def test_deployment_from_prefect_yaml_runs_through_a_worker(prefect_server, empt
         assert time.monotonic() < deadline, "no scheduled nightly runs"
         time.sleep(1)
     assert all(r["expected_start_time"].endswith("T02:00:00Z") for r in scheduled)
+
+
+def test_the_cache_key_covers_what_the_stage_reads_and_nothing_else(project):
+    from halocm.config import load_config
+    from halocm.pipeline import STAGES, code_deps, fingerprint
+
+    params = project / "params.yaml"
+    key = fingerprint(load_config(params), "train")
+    assert key is not None
+    # Read by train: the method's knobs, the validation's levels.
+    assert fingerprint(load_config(params, ["ct.target_ema=0.9"]), "train") != key
+    assert fingerprint(load_config(params, ["sample.intermediate_sigmas=[2.0]"]), "train") != key
+    # Read when sampling only: evaluate's key, not train's.
+    assert fingerprint(load_config(params, ["sample.batch_size=3"]), "train") == key
+    assert "sample" in STAGES["evaluate"].params
+    # The code is the stage's import closure, not the whole library.
+    names = {p.name for p in code_deps(STAGES["generate"])}
+    assert "synthetic.py" in names and "training.py" not in names

@@ -1,7 +1,8 @@
-"""The `halocm` command: one subcommand per stage, each a thin wrapper around a library function.
+"""The `halocm` command: one subcommand per stage, each a thin wrapper around a stage function.
 
-Every subcommand takes `--params` and repeatable `--set a.b=value`. Expected failures (bad
-config, bad data, bad input) print one line and exit 2; they are never a bare traceback.
+The DVC stages' commands are made from the stage graph (halocm.pipeline.STAGES). Every
+subcommand takes `--params` and repeatable `--set a.b=value`. Expected failures (bad config,
+bad data, bad input) print one line and exit 2; they are never a bare traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from halocm.config import Config, ConfigError, load_config
+from halocm.pipeline import STAGES, Stage
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,9 @@ PARAMS_DEFAULT = Path("params.yaml")
 
 class UsageError(ValueError):
     """Bad command-line input (not config, not data)."""
+
+
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")]
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -65,60 +69,35 @@ def _config(params: Path, overrides: list[str] | None) -> Config:
     return load_config(params, overrides or [])
 
 
-def _stage(name: str, params: Path, overrides: list[str] | None, resume: bool = False) -> None:
-    from halocm.pipeline import run_stage
+def _stage_command(stage: Stage):
+    """`halocm <stage>`: run the stage of the graph, then name its outputs."""
 
-    for path in run_stage(_config(params, overrides), name, resume=resume):
-        typer.echo(f"wrote {path}")
+    def run(params: Path, overrides: list[str] | None, resume: bool = False) -> None:
+        from halocm.pipeline import run_stage
 
+        cfg = _config(params, overrides)
+        for path in run_stage(cfg, stage.name, resume=resume):
+            typer.echo(f"wrote {path}")
 
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")]
+    if stage.resumable:
 
+        def command(
+            params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, resume: ResumeOpt = False
+        ) -> None:
+            run(params, set_, resume)
 
-@app.command()
-@one_line_errors
-def generate(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """Simulate paired DMO → hydro halo maps → data/raw/synthetic.npz."""
-    _stage("generate", params, set_)
+    else:
 
+        def command(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
+            run(params, set_)
 
-@app.command()
-@one_line_errors
-def prepare(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """Validate, split by group and normalise the raw data → data/processed/."""
-    _stage("prepare", params, set_)
-
-
-@app.command()
-@one_line_errors
-def pretrain(
-    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, resume: ResumeOpt = False
-) -> None:
-    """EDM denoising pretraining → models/denoiser.pt (teacher and warm start)."""
-    _stage("pretrain", params, set_, resume)
+    command.__name__ = stage.name  # the `halocm <name>: error:` prefix
+    command.__doc__ = stage.help
+    return one_line_errors(command)
 
 
-@app.command()
-@one_line_errors
-def train(
-    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, resume: ResumeOpt = False
-) -> None:
-    """Consistency training (train.mode: ct, ict, cd, ect) → models/consistency.pt."""
-    _stage("train", params, set_, resume)
-
-
-@app.command()
-@one_line_errors
-def evaluate(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """Benchmark samplers × steps on the test split → metrics/benchmark.json, reports/."""
-    _stage("evaluate", params, set_)
-
-
-@app.command()
-@one_line_errors
-def register(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """Log the model to MLflow, register a version; `champion` moves only if the gate passes."""
-    _stage("register", params, set_)
+for _stage in STAGES.values():
+    app.command(name=_stage.name)(_stage_command(_stage))
 
 
 @app.command()
@@ -137,6 +116,21 @@ def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
     typer.echo(summary(_config(params, set_)))
 
 
+@app.command("dvc-yaml")
+@one_line_errors
+def dvc_yaml(
+    params: ParamsOpt = PARAMS_DEFAULT,
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option(help="where to write it")] = Path("dvc.yaml"),
+) -> None:
+    """Write dvc.yaml from the stage graph (paths from the params file)."""
+    from halocm.io import write_text
+    from halocm.pipeline import dvc_yaml as render
+
+    write_text(out, render(_config(params, set_)))
+    typer.echo(f"wrote {out}")
+
+
 @app.command()
 @one_line_errors
 def sample(
@@ -151,34 +145,20 @@ def sample(
     set_: SetOpt = None,
 ) -> None:
     """Sample hydro maps for the DMO maps in CONDITION → OUT (samples: N, R, C, H, W)."""
-    from halocm.api import load_model
-    from halocm.io import save_npz
+    from halocm.stages.sample import sample as run
 
-    gen = load_model(model, device=device)
-    inputs = _read_condition(condition)
-    maps = gen.sample(
-        inputs["condition"],
-        inputs.get("params"),
-        n_steps=steps,
-        n_realizations=realizations,
-        seed=seed,
+    typer.echo(
+        run(
+            _config(params, set_),
+            model=model,
+            condition=condition,
+            out=out,
+            steps=steps,
+            realizations=realizations,
+            seed=seed,
+            device=device,
+        )
     )
-    save_npz(out, samples=maps, channel_names=np.array(gen.channel_names))
-    typer.echo(f"wrote {out}: samples {maps.shape}, {gen.nfe(steps)} NFE per map")
-
-
-def _read_condition(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise UsageError(f"{path}: condition file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "condition" not in z:
-                raise UsageError(f"{path}: missing key 'condition' (N, Cc, H, W)")
-            return {k: z[k] for k in z.files if k in ("condition", "params")}
-    except (OSError, ValueError) as err:
-        if isinstance(err, UsageError):
-            raise
-        raise UsageError(f"{path}: not a readable .npz ({err})") from None
 
 
 @app.command()
@@ -190,8 +170,8 @@ def tune(
     params: ParamsOpt = PARAMS_DEFAULT,
     set_: SetOpt = None,
 ) -> None:
-    """Optuna study over ema_decay, ct_n_steps, learning rate and loss."""
-    from halocm.tuning import tune as run
+    """Optuna study over the `search` knobs of train.mode's section and the learning rate."""
+    from halocm.stages.tune import tune as run
 
     typer.echo(
         run(_config(params, set_), n_trials=n_trials, storage=storage, study_name=study_name)
@@ -206,7 +186,7 @@ def paint(
     halos: Annotated[Path, typer.Option(help="halo catalogue (.csv: x, y, m200)")],
     box_size: Annotated[float, typer.Option("--box-size", help="box side, Mpc/h")],
     out: Annotated[Path, typer.Option(help="output .npz")],
-    steps: int = typer.Option(None, min=1),
+    steps: int = typer.Option(None, min=1, help="sampling steps (default paint.sampling_steps)"),
     realizations: int = typer.Option(None, min=1),
     mass_min: float = typer.Option(None, "--mass-min"),
     batch_size: int = typer.Option(None, "--batch-size", min=1),
@@ -214,18 +194,17 @@ def paint(
     set_: SetOpt = None,
 ) -> None:
     """Paint baryons into a whole DMO box from its halo catalogue."""
-    from halocm.painting import paint_cli
+    from halocm.stages.paint import paint as run
 
-    cfg = _config(params, set_)
     typer.echo(
-        paint_cli(
-            cfg,
+        run(
+            _config(params, set_),
             model=model,
             dmo=dmo,
             halos=halos,
             box_size=box_size,
             out=out,
-            steps=steps,
+            sampling_steps=steps,
             realizations=realizations,
             mass_min=mass_min,
             batch_size=batch_size,
@@ -241,7 +220,7 @@ def ui(
     """Start the MLflow UI on 127.0.0.1 for this project's runs."""
     from halocm.tracking import serve_ui
 
-    serve_ui(_config(params, set_), port=port)
+    serve_ui(_config(params, set_).tracking, port=port)
 
 
 def main() -> None:

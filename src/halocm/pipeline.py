@@ -1,90 +1,183 @@
-"""The pipeline's stages: what each reads (params keys, files) and writes, and how it runs.
+"""The stage graph: every DVC stage declared once — its module, the params keys it reads, its
+data deps and its outs — and everything that follows from it.
 
-The CLI, the DVC stages (dvc.yaml) and the Prefect flow all run stages through `run_stage`;
-`fingerprint` is what the Prefect cache keys on, mirroring DVC's params/deps tracking.
+`dvc.yaml` is generated from STAGES (`halocm dvc-yaml`), with each stage's code deps the
+static import closure of its module inside src/halocm; the CLI's stage commands and the
+Prefect flow iterate STAGES and run them through `run_stage`; `fingerprint` is what the
+Prefect cache keys on, the same params, deps and code that DVC tracks.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from halocm.config import Config
+import yaml
 
-ORDER = ("generate", "prepare", "pretrain", "train", "evaluate", "register")
-SRC = Path(__file__).resolve().parent
-
-TRAIN_LOOP_KEYS = (
-    "train.optimizer",
-    "train.weight_decay",
-    "train.grad_clip",
-    "train.checkpoint_every",
-    "train.val_every",
-    "train.val_batches",
-    "train.batch_size",
+from halocm.config import Config, methods
+from halocm.stages.common import (
+    consistency_path,
+    denoiser_path,
+    norm_stats_path,
+    source_path,
+    split_path,
+    synthetic_path,
 )
+
+SRC = Path(__file__).resolve().parent  # src/halocm
+ROOT = SRC.parents[1]  # the project: dvc.yaml lists code relative to it
+
+
+@dataclass(frozen=True)
+class Out:
+    """One output and its DVC attributes: the dvc.yaml list it goes in (`outs`, `metrics` or
+    `plots`), whether DVC caches it, and a plot's x, y and template."""
+
+    path: Callable[[Config], Path]
+    kind: str = "outs"
+    cache: bool = True
+    plot: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Stage:
-    params: tuple[str, ...]  # params.yaml keys read (the same lists as dvc.yaml)
-    deps: Callable[[Config], list[Path]]
-    outs: Callable[[Config], list[Path]]
+    name: str
+    module: str  # defines run(cfg, log[, resume=...]); its import closure is the code dep
+    help: str
+    params: tuple[str, ...]  # the params.yaml keys it reads
+    deps: Callable[[Config], list[Path]]  # the data it reads
+    outs: tuple[Out, ...]
+    resumable: bool = False  # takes --resume (continue from the last checkpoint)
+    loads: tuple[str, ...] = ()  # modules it runs without importing them (by file path)
+    active: Callable[[Config], bool] = lambda cfg: True  # the Prefect flow skips it if False
+
+    def out_paths(self, cfg: Config) -> list[Path]:
+        return [out.path(cfg) for out in self.outs]
 
 
-def _processed(cfg: Config) -> list[Path]:
-    d = cfg.paths.processed_dir
-    return [d / "train.npz", d / "val.npz", d / "test.npz", d / "norm_stats.json"]
+def _in(directory: str, name: str) -> Callable[[Config], Path]:
+    """The file `name` in the configured `paths.<directory>`."""
+    return lambda cfg: Path(getattr(cfg.paths, directory)) / name
 
 
-def _models(cfg: Config, *names: str) -> list[Path]:
-    return [cfg.paths.models_dir / n for n in names]
+def _split(name: str) -> Callable[[Config], Path]:
+    """A split of the prepared data: `train`, `val` or `test`."""
+    return lambda cfg: split_path(cfg, name)
+
+
+def _all(*paths: Callable[[Config], Path]) -> Callable[[Config], list[Path]]:
+    return lambda cfg: [path(cfg) for path in paths]
+
+
+def _reports(*names: str) -> tuple[Out, ...]:
+    return tuple(Out(_in("reports_dir", n), cache=False) for n in names)
 
 
 STAGES: dict[str, Stage] = {
-    "generate": Stage(
-        params=("seed", "simulator"),
-        deps=lambda cfg: [],
-        outs=lambda cfg: [cfg.paths.raw_dir / "synthetic.npz"],
-    ),
-    "prepare": Stage(
-        params=("seed", "data"),
-        deps=lambda cfg: (
-            [cfg.paths.raw_dir / "synthetic.npz"]
-            if cfg.data.source == "synthetic"
-            else [Path(cfg.data.path)]
+    s.name: s
+    for s in (
+        Stage(
+            name="generate",
+            module="halocm.stages.generate",
+            help="Simulate paired DMO → hydro halo maps → data/raw/synthetic.npz.",
+            params=("seed", "simulator"),
+            deps=_all(),
+            outs=(Out(synthetic_path), *_reports("generated_cutouts.png")),
         ),
-        outs=_processed,
-    ),
-    "pretrain": Stage(
-        params=("seed", "device", "model", "diffusion", "pretrain", *TRAIN_LOOP_KEYS),
-        deps=_processed,
-        outs=lambda cfg: _models(cfg, "denoiser.pt"),
-    ),
-    "train": Stage(
-        params=("seed", "device", "model", "diffusion", "train", "sample", "pretrain"),
-        deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt"),
-        outs=lambda cfg: _models(cfg, "consistency.pt"),
-    ),
-    "evaluate": Stage(
-        params=("seed", "device", "evaluate", "sample"),
-        deps=lambda cfg: _processed(cfg) + _models(cfg, "denoiser.pt", "consistency.pt"),
-        outs=lambda cfg: [
-            cfg.paths.metrics_dir / "benchmark.json",
-            cfg.paths.metrics_dir / "headline.json",
-        ],
-    ),
-    "register": Stage(
-        params=("tracking",),
-        deps=lambda cfg: [
-            *_models(cfg, "consistency.pt"),
-            cfg.paths.metrics_dir / "benchmark.json",
-        ],
-        outs=lambda cfg: [cfg.paths.metrics_dir / "registry.json"],
-    ),
+        Stage(
+            name="prepare",
+            module="halocm.stages.prepare",
+            help="Validate, split by group and normalise the raw data → data/processed/.",
+            params=("seed", "data"),
+            deps=_all(source_path),
+            outs=(
+                Out(_split("train")),
+                Out(_split("val")),
+                Out(_split("test")),
+                Out(norm_stats_path),
+            ),
+        ),
+        Stage(
+            name="pretrain",
+            module="halocm.stages.pretrain",
+            help="EDM denoising pretraining → models/denoiser.pt (teacher and warm start).",
+            params=("seed", "device", "model", "diffusion", "optimizer", "pretrain"),
+            deps=_all(_split("train"), _split("val"), norm_stats_path),
+            outs=(Out(denoiser_path),),
+            resumable=True,
+            active=lambda cfg: cfg.pretrain.enabled,
+        ),
+        Stage(
+            name="train",
+            module="halocm.stages.train",
+            help="Consistency training (train.mode: ct, cd, ict, ect) → models/consistency.pt.",
+            # Every method section: `dvc exp run -S train.mode=...` needs no new dvc.yaml.
+            # Of `sample`, only the levels the validation score samples through.
+            params=(
+                "seed",
+                "device",
+                "model",
+                "diffusion",
+                "optimizer",
+                "pretrain",
+                "train",
+                *methods(),
+                "sample.intermediate_sigmas",
+            ),
+            deps=_all(_split("train"), _split("val"), norm_stats_path, denoiser_path),
+            outs=(Out(consistency_path),),
+            resumable=True,
+        ),
+        Stage(
+            name="evaluate",
+            module="halocm.stages.evaluate",
+            help="Benchmark samplers × steps on the test split → metrics/benchmark.json, reports/.",
+            params=("seed", "device", "evaluate", "sample"),
+            # train.npz: the baseline's mean channel fractions.
+            deps=_all(_split("train"), _split("test"), denoiser_path, consistency_path),
+            outs=(
+                *_reports(
+                    "benchmark.md",
+                    "samples.png",
+                    "pk_ratio.png",
+                    "quality_vs_nfe.png",
+                    "speed_vs_nfe.png",
+                    "profiles.png",
+                ),
+                Out(_in("metrics_dir", "benchmark.json"), kind="metrics", cache=False),
+                # Flat channel means per sampler/steps, for `dvc exp show`.
+                Out(_in("metrics_dir", "headline.json"), kind="metrics", cache=False),
+                Out(
+                    _in("metrics_dir", "pk_ratio.csv"),
+                    kind="plots",
+                    cache=False,
+                    plot={"x": "k", "y": "pk_ratio", "template": "linear"},
+                ),
+                Out(
+                    _in("metrics_dir", "quality_vs_nfe.csv"),
+                    kind="plots",
+                    cache=False,
+                    plot={"x": "nfe", "y": "pk_err", "template": "scatter"},
+                ),
+            ),
+        ),
+        Stage(
+            name="register",
+            module="halocm.stages.register",
+            help="Log the model to MLflow, register a version; `champion` moves only if the "
+            "gate passes.",
+            params=("tracking", "sample"),
+            # test.npz: the logged model's input example.
+            deps=_all(consistency_path, _in("metrics_dir", "benchmark.json"), _split("test")),
+            outs=(Out(_in("metrics_dir", "registry.json"), cache=False),),
+            loads=("halocm.mlflow_model",),  # logged as code, run when the model loads
+        ),
+    )
 }
 
 
@@ -92,37 +185,117 @@ def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
     """Run one stage inside its MLflow run; returns the stage's output paths."""
     from halocm.tracking import stage_run
 
-    if name == "register":  # opens its own run: the model is logged into it
-        from halocm.tracking import register
-
-        print(register(cfg))
-        return STAGES[name].outs(cfg)
-    with stage_run(cfg, name) as log:
-        if name == "generate":
-            from halocm.data.synthetic import generate
-
-            generate(cfg)
-            log.artifact(cfg.paths.reports_dir / "generated_cutouts.png")
-        elif name == "prepare":
-            from halocm.data.prepare import prepare
-
-            prepare(cfg)
-            log.artifact(cfg.paths.processed_dir / "norm_stats.json")
-        elif name == "pretrain":
-            from halocm.training import pretrain
-
-            log.artifact(pretrain(cfg, resume=resume, log_metrics=log.metrics))
-        elif name == "train":
-            from halocm.training import train
-
-            log.artifact(train(cfg, resume=resume, log_metrics=log.metrics))
-        elif name == "evaluate":
-            from halocm.evaluation.benchmark import evaluate
-
-            log.benchmark(evaluate(cfg), cfg.paths.reports_dir)
+    stage = STAGES[name]
+    module = importlib.import_module(stage.module)
+    with stage_run(cfg.tracking, name, cfg.to_dict()) as log:
+        if stage.resumable:
+            module.run(cfg, log, resume=resume)
         else:
-            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
-    return STAGES[name].outs(cfg)
+            module.run(cfg, log)
+    return stage.out_paths(cfg)
+
+
+# ------------------------------------------------------------------ code: import closures
+
+
+def module_file(name: str, src: Path = SRC) -> Path | None:
+    """The file of module `name` inside the package at `src` (a package's __init__.py), or
+    None for a module outside it."""
+    parts = name.split(".")
+    if parts[0] != src.name:
+        return None
+    base = src.joinpath(*parts[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(path: Path, package: str, src: Path) -> set[str]:
+    """Modules named by every import statement in `path`, those inside functions included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the containing package upwards
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            # `from a import b` imports module a.b when b is a module, else a name of a.
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                names.add(sub if module_file(sub, src) is not None else base)
+    return names
+
+
+def import_closure(module: str, src: Path = SRC) -> list[Path]:
+    """The files inside the package at `src` (src/halocm) that running `module` imports,
+    transitively: every import statement (function-level ones included) is followed. The
+    `__init__.py` of each package on the way is included as a file; its own imports are
+    followed only when the package itself is imported (halocm's lazy `halocm.load_model`
+    hook is not the stages' doing)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = module_file(name, src)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        todo.extend(_imported(path, package, src))
+    files = set(seen)
+    for path in seen:
+        for parent in path.parents:
+            if parent == src.parent:
+                break
+            if (parent / "__init__.py").is_file():
+                files.add(parent / "__init__.py")
+    return sorted(files)
+
+
+def code_deps(stage: Stage) -> list[Path]:
+    """The stage's code: the import closure of its module and of the modules it `loads`."""
+    return sorted({p for m in (stage.module, *stage.loads) for p in import_closure(m)})
+
+
+# ------------------------------------------------------------------ dvc.yaml
+
+
+DVC_HEADER = (
+    "# GENERATED from halocm.pipeline.STAGES by `halocm dvc-yaml`: edit the stage graph, not\n"
+    "# this file. Code deps are each stage's import closure inside src/halocm.\n"
+)
+
+
+def dvc_stages(cfg: Config) -> dict:
+    """dvc.yaml's `stages` mapping for the paths of `cfg`."""
+
+    def rel(path: Path) -> str:
+        return path.relative_to(ROOT).as_posix() if path.is_absolute() else path.as_posix()
+
+    out = {}
+    for stage in STAGES.values():
+        entry: dict = {
+            "cmd": f"halocm {stage.name}",
+            "deps": [rel(p) for p in stage.deps(cfg)] + [rel(p) for p in code_deps(stage)],
+            "params": list(stage.params),
+        }
+        for o in stage.outs:
+            attrs = ({} if o.cache else {"cache": False}) | o.plot
+            path = rel(o.path(cfg))
+            entry.setdefault(o.kind, []).append({path: attrs} if attrs else path)
+        out[stage.name] = entry
+    return out
+
+
+def dvc_yaml(cfg: Config) -> str:
+    return DVC_HEADER + yaml.safe_dump({"stages": dvc_stages(cfg)}, sort_keys=False, width=100)
+
+
+# ------------------------------------------------------------------ Prefect's cache key
 
 
 def _select(d: dict, key: str):
@@ -144,10 +317,10 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_digest() -> str:
-    """The library's code: a code change invalidates cached stage results."""
+def code_digest(stage: Stage) -> str:
+    """The stage's code (its import closure): editing a module it runs invalidates it."""
     h = hashlib.sha256()
-    for path in sorted(SRC.rglob("*.py")):
+    for path in code_deps(stage):
         h.update(path.relative_to(SRC).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -170,17 +343,20 @@ def fingerprint(cfg: Config, name: str) -> str | None:
         "stage": name,
         "params": {k: _select(raw, k) for k in stage.params},
         "deps": {str(p): file_digest(p) for p in deps},
-        "code": source_digest(),
+        "code": code_digest(stage),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def output_digests(cfg: Config, name: str) -> dict[str, str] | None:
     """Path → sha256 of each output of the stage; None when one is missing."""
-    outs = STAGES[name].outs(cfg)
-    if not all(p.is_file() for p in outs):
+    outs = STAGES[name].out_paths(cfg)
+    if not all(p.exists() for p in outs):
         return None
     return {str(p): file_digest(p) for p in outs}
+
+
+# ------------------------------------------------------------------ the whole pipeline
 
 
 def reproduce() -> bool:
@@ -199,7 +375,7 @@ def reproduce() -> bool:
     with Repo(".") as repo:
         if not repo.status():
             return False
-        with pipeline_run(load_config("params.yaml"), "pipeline"):
+        with pipeline_run(load_config("params.yaml").tracking, "pipeline"):
             repo.reproduce()
     return True
 
@@ -212,10 +388,11 @@ def summary(cfg: Config) -> str:
     bench = json.loads(bench_path.read_text())
     rows = {(r["sampler"], r["steps"]): r for r in bench["results"]}
     lines = [
-        f"model      {cfg.paths.models_dir / 'consistency.pt'} ({bench['mode']}, "
+        f"model      {consistency_path(cfg)} ({bench['mode']}, "
         f"{bench['n_parameters']:,} parameters)",
         f"report     {cfg.paths.reports_dir / 'benchmark.md'}",
-        f"plots      {cfg.paths.reports_dir}/{{samples,pk_ratio,quality_vs_nfe,speed_vs_nfe}}.png",
+        f"plots      {cfg.paths.reports_dir}/{{samples,pk_ratio,quality_vs_nfe,speed_vs_nfe,"
+        "profiles}.png",
     ]
     registry = cfg.paths.metrics_dir / "registry.json"
     if registry.is_file():

@@ -1,0 +1,115 @@
+"""`halocm train`: consistency training by `train.mode` → models/consistency.pt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from halocm.config import Config
+from halocm.diffusion.precond import EDMPrecond
+from halocm.distributed import process_group
+from halocm.models import build_network, network_spec
+from halocm.objectives import EDMObjective, build_objective
+from halocm.runtime import resolve_device, seed_everything
+from halocm.stages.common import checkpoint_extra, consistency_path, denoiser_path
+from halocm.training import (
+    Batches,
+    MetricsFn,
+    TrainSettings,
+    consistency_validation,
+    denoising_warmup,
+    finalise,
+    fit,
+    last_path,
+    load_teacher,
+    load_training_data,
+    val_subset,
+    write_config,
+)
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    log_metrics: MetricsFn | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Path:
+    """Consistency training with the objective of `train.mode`, built from that method's
+    section. Under `torchrun`, inside the process group (gloo on CPU, NCCL on CUDA)."""
+    device = resolve_device(cfg.device)
+    with process_group(device):
+        return _train(cfg, device, resume=resume, log_metrics=log_metrics, on_step=on_step)
+
+
+def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
+    seed_everything(cfg.seed)
+    stats, train_data, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
+    d, t, opt = cfg.diffusion, cfg.train, cfg.optimizer
+    spec = network_spec(
+        "consistency",
+        cfg.model.model_dump(),
+        shapes,
+        sigma_min=d.sigma_min,
+        sigma_data=d.sigma_data,
+    )
+    student = build_network(spec).to(device)
+    teacher_file = denoiser_path(cfg)
+    teacher = (
+        load_teacher(teacher_file, device)
+        if cfg.pretrain.enabled and teacher_file.is_file()
+        else None
+    )
+    if t.warm_start and teacher is not None:
+        # Same backbone and c_noise: the denoiser's EMA weights are a valid starting point.
+        student.net.load_state_dict(teacher.net.state_dict())
+    elif t.denoising_warmup > 0:
+        p = cfg.pretrain
+        denoising_warmup(
+            EDMObjective(EDMPrecond(student.net, d.sigma_data), p.p_mean, p.p_std, d.sigma_data),
+            train_data,
+            steps=t.denoising_warmup,
+            batch_size=p.batch_size,
+            seed=cfg.seed + 1,
+            optimizer=opt.name,
+            lr=p.lr,
+            weight_decay=opt.weight_decay,
+            grad_clip=opt.grad_clip,
+        )
+    objective = build_objective(
+        t.mode,
+        cfg.method.fields(),
+        student=student,
+        teacher=teacher,
+        sigma_min=d.sigma_min,
+        sigma_max=d.sigma_max,
+        rho=d.rho,
+        total_steps=t.steps,
+    )
+    final = consistency_path(cfg)
+    write_config(final, cfg.to_dict())
+    fit(
+        objective=objective,
+        net=student,
+        batches=Batches(*train_data, batch_size=t.batch_size, seed=cfg.seed),
+        settings=TrainSettings.of(t, opt, seed=cfg.seed),
+        checkpoint_path=last_path(final),
+        checkpoint_extra=checkpoint_extra(cfg, spec, t.mode, stats, shapes),
+        resume=resume,
+        validate=consistency_validation(
+            val_subset(val, t.val_batches * t.batch_size),
+            stats,
+            n_steps=t.val_sampling_steps,
+            sigma_max=d.sigma_max,
+            intermediate_sigmas=cfg.sample.intermediate_sigmas,
+            seed=cfg.seed,
+        ),
+        log_metrics=log_metrics,
+        on_step=on_step,
+        desc=f"train[{t.mode}]",
+    )
+    return finalise(last_path(final), final)
+
+
+def run(cfg: Config, log, *, resume: bool = False) -> None:
+    log.artifact(train(cfg, resume=resume, log_metrics=log.metrics))

@@ -1,0 +1,145 @@
+"""`halocm tune`: an Optuna study over the chosen method's `search` knobs and `tune.lr`.
+
+Each trial is a short consistency training from the pretrained denoiser; validation quality
+(P(k) + r(k) error of samples, lower is better) is reported every `tune.report_every` steps so
+unpromising trials are pruned. One MLflow child run per trial; the best values are written
+into a complete params file (`tune.output`) that the pipeline can consume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import optuna
+import yaml
+
+from halocm.config import Config, config_from_dict
+from halocm.io import write_text
+from halocm.stages.common import denoiser_path
+from halocm.stages.train import train
+from halocm.tracking import child_run, stage_run
+from halocm.tuning import open_storage, study_summary, suggest
+
+
+def search_space(cfg: Config) -> tuple[dict, set[str]]:
+    """(knob → range or choices, the integer knobs): `search` of train.mode's section, + lr."""
+    section = cfg.method
+    integer = {n for n, f in type(section).model_fields.items() if f.annotation is int}
+    return {**section.search, "lr": cfg.tune.lr}, integer
+
+
+def with_values(cfg: Config, values: dict) -> dict:
+    """The config as a dict with `values` set: `lr` in `train`, the rest in the method's."""
+    raw = cfg.to_dict()
+    for key, value in values.items():
+        raw["train" if key == "lr" else cfg.train.mode][key] = value
+    return raw
+
+
+def trial_config(cfg: Config, values: dict, models_dir: Path) -> Config:
+    raw = with_values(cfg, values)
+    raw["train"].update(
+        steps=cfg.tune.trial_steps,
+        val_every=cfg.tune.report_every,
+        checkpoint_every=cfg.tune.trial_steps,
+    )
+    raw["paths"]["models_dir"] = str(models_dir)
+    raw["tracking"]["enabled"] = False  # the trial's own MLflow run is opened by `objective`
+    return config_from_dict(raw, source="trial config")
+
+
+def make_objective(cfg: Config, parent_run_id: str | None):
+    space, integer = search_space(cfg)
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space, integer)
+        with tempfile.TemporaryDirectory(prefix="halocm-trial-") as tmp:
+            teacher = denoiser_path(cfg)
+            if teacher.is_file():
+                os.symlink(teacher.resolve(), Path(tmp) / teacher.name)
+            tcfg = trial_config(cfg, values, Path(tmp))
+            with _trial_run(cfg, trial, values, parent_run_id) as log:
+                scores: list[float] = []
+
+                def report(metrics: dict[str, float], step: int) -> None:
+                    log(metrics, step)
+                    if "val_score" in metrics:
+                        scores.append(metrics["val_score"])
+                        trial.report(metrics["val_score"], step)
+                        if trial.should_prune():
+                            raise optuna.TrialPruned(f"pruned at step {step}")
+
+                train(tcfg, log_metrics=report)
+        return scores[-1]
+
+    return objective
+
+
+@contextlib.contextmanager
+def _trial_run(cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: str | None):
+    """One MLflow child run per trial, with an explicit parent id (safe across processes)."""
+    tags = {"study": trial.study.study_name, "trial": str(trial.number)}
+    with child_run(cfg.tracking, f"trial-{trial.number}", parent_run_id, tags) as log:
+        if log.run_id is not None:
+            import mlflow
+            from mlflow.entities import Param
+
+            mlflow.MlflowClient().log_batch(
+                log.run_id, params=[Param(k, str(v)) for k, v in values.items()]
+            )
+        try:
+            yield log.metrics
+        except optuna.TrialPruned:
+            if log.run_id is not None:
+                import mlflow
+
+                mlflow.MlflowClient().set_tag(log.run_id, "state", "pruned")
+            raise
+
+
+def tune(
+    cfg: Config,
+    *,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> str:
+    """Run `n_trials` trials in this process (start several processes for parallel workers)."""
+    t = cfg.tune
+    name = study_name or t.study_name
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage or t.storage),
+        direction="minimize",
+        load_if_exists=True,
+        pruner=optuna.pruners.PercentilePruner(
+            t.prune_percentile, n_startup_trials=t.prune_startup_trials
+        ),
+    )
+    # Workers joining one study should not replay the same random start-up points.
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    with stage_run(cfg.tracking, "tune", cfg.to_dict()) as log:
+        study.optimize(make_objective(cfg, log.run_id), n_trials=n_trials or t.n_trials, catch=())
+    return write_best(cfg, study)
+
+
+def write_best(cfg: Config, study: optuna.Study) -> str:
+    """A complete params file with the best trial's values: `--params params.tuned.yaml`."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return f"study {study.study_name}: no completed trial yet"
+    best = study.best_trial
+    space, _ = search_space(cfg)
+    raw = with_values(cfg, {k: best.params[k] for k in space if k in best.params})
+    header = (
+        f"# Written by `halocm tune`: study {study.study_name}, best trial "
+        f"{best.number} (val_score {best.value:.4g}).\n"
+    )
+    write_text(cfg.tune.output, header + yaml.safe_dump(raw, sort_keys=False))
+    return (
+        f"study {study.study_name}: {study_summary(study)}; best trial {best.number} "
+        f"val_score {best.value:.4g} {best.params} → {cfg.tune.output}"
+    )
