@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from halocm.checkpoint import load_checkpoint
+from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.data.normalize import (
     NormStats,
     denormalize_target,
@@ -204,7 +204,7 @@ def load_model(
     config's `sample` section; None uses the settings recorded with the checkpoint's config.
     """
     dev = resolve_device(device)
-    ckpt = load_checkpoint(path, map_location=dev)
+    ckpt = load_checkpoint(path, map_location=dev, need=SAMPLING_KEYS)
     if sample is None:
         recorded = ckpt["config"]["sample"]
         sigmas, batch_size = recorded["intermediate_sigmas"], recorded["batch_size"]

@@ -1,19 +1,23 @@
 """The `halocm` command: one subcommand per stage, each a thin wrapper around a stage function.
 
 The DVC stages' commands are made from the stage graph (halocm.pipeline.STAGES). Every
-subcommand takes `--params` and repeatable `--set a.b=value`. Expected failures (bad config,
-bad data, bad input) print one line and exit 2; they are never a bare traceback.
+subcommand takes `--params` and repeatable `--set a.b=value`. Expected failures print one line
+and exit 2 (bad config, data or other input) or 1 (a full disk, a read-only folder, a busy
+output directory, an unreachable service); they are never a bare traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from halocm.config import Config, ConfigError, load_config
+from halocm.config import Config, load_config
+from halocm.errors import classify
 from halocm.pipeline import STAGES, Stage
 
 app = typer.Typer(
@@ -35,32 +39,24 @@ class UsageError(ValueError):
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")]
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from halocm.data.sources import DataError
-    from halocm.training import TrainingDiverged
-
-    return (
-        ConfigError,
-        DataError,
-        TrainingDiverged,
-        UsageError,
-        ValueError,
-        FileNotFoundError,
-        RuntimeError,
-    )
-
-
 def one_line_errors(fn):
-    """Turn expected failures into `halocm <command>: error: <message>` and exit code 2."""
+    """Turn expected failures into `halocm <command>: error: <message>` on stderr: exit 2
+    for bad input, 1 for a fault of the machine or a service (halocm.errors). With
+    HALOCM_DEBUG=1 the traceback is printed first. Bugs keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except _expected_errors() as err:
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except Exception as err:
+            expected = classify(err)
+            if expected is None:
+                raise
+            code, msg = expected
+            if os.environ.get("HALOCM_DEBUG") == "1":
+                traceback.print_exception(err)
             typer.echo(f"halocm {fn.__name__}: error: {msg}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(code) from None
 
     return wrapper
 

@@ -30,7 +30,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN or inf anywhere: `gt=0` alone accepts lr=.inf, and a non-finite knob only
+    # fails later, as diverged training or NaN maps.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Paths(_Section):
@@ -247,7 +249,8 @@ class Sample(_Section):
 
 
 class Evaluate(_Section):
-    sampling_steps: tuple[int, ...]
+    # The consistency model's rows: without any, the benchmark would score the teacher alone.
+    sampling_steps: tuple[Annotated[int, Field(ge=1)], ...] = Field(min_length=1)
     teacher_levels: int = Field(ge=2)
     n_maps: int = Field(ge=1)
     n_realizations: int = Field(ge=2)
@@ -276,6 +279,14 @@ class Tune(_Section):
     prune_percentile: float = Field(gt=0, lt=100)
     prune_startup_trials: int = Field(ge=0)
     output: Path
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_range(cls, v: SearchRange) -> SearchRange:
+        # Checked here, before any trial runs: a bound train.lr refuses would fail trials.
+        if v.low <= 0:
+            raise ValueError(f"low={v.low!r}: a learning rate must be > 0")
+        return v
 
 
 class Paint(_Section):
@@ -375,10 +386,37 @@ def apply_override(raw: dict, item: str) -> None:
         node[parts[-1]] = value
 
 
+def override(key: str, value) -> str:
+    """`key=value` with the value written as YAML (what `--set` and `dvc exp run -S` read)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
+    return f"{key}={text.removesuffix(chr(10)).removesuffix('...').strip()}"
+
+
+def read_overrides(path: str | Path) -> list[str]:
+    """The `key=value` overrides of a file that maps dotted keys to values (the file
+    `halocm tune` writes: `ct.target_ema: 0.97`)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ConfigError(f"{path}: expected a mapping of dotted keys, e.g. `train.lr: 0.0003`")
+    return [override(key, value) for key, value in raw.items()]
+
+
+# Union members that pydantic names in an error's location (`high.int`), not keys.
+_TYPE_NAMES = {"int", "float", "str", "bool", "list", "dict", "tuple", "none"}
+
+
 def _one_line(err: ValidationError, raw: dict, source: str) -> str:
     first = err.errors()[0]
     # Keys only: not list positions, nor the union members pydantic names (`list[any]`, ...).
-    loc = [p for p in first["loc"] if isinstance(p, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", p)]
+    loc = [
+        p
+        for p in first["loc"]
+        if isinstance(p, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", p) and p not in _TYPE_NAMES
+    ]
     key = ".".join(loc)
     msg = first["msg"].removeprefix("Value error, ")
     if not loc:  # a check across sections; its message names the key itself

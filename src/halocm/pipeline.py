@@ -182,12 +182,18 @@ STAGES: dict[str, Stage] = {
 
 
 def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
-    """Run one stage inside its MLflow run; returns the stage's output paths."""
+    """Run one stage inside its MLflow run, holding the lock of its output directories (a
+    second writer is refused); returns the stage's output paths."""
+    from halocm.lock import output_lock
     from halocm.tracking import stage_run
 
     stage = STAGES[name]
     module = importlib.import_module(stage.module)
-    with stage_run(cfg.tracking, name, cfg.to_dict()) as log:
+    directories = {path.parent for path in stage.out_paths(cfg)}
+    with (
+        output_lock(directories, f"halocm {name}"),
+        stage_run(cfg.tracking, name, cfg.to_dict()) as log,
+    ):
         if stage.resumable:
             module.run(cfg, log, resume=resume)
         else:

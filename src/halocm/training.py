@@ -20,19 +20,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from halocm.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from halocm.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
 from halocm.distributed import Group, is_main_process, rank_seed
-from halocm.io import atomic_path, write_json
+from halocm.errors import BadInput
+from halocm.io import atomic_paths, write_json
 from halocm.models import DataShapes, network_from_checkpoint, update_ema
 from halocm.objectives import EDMObjective
+from halocm.resume import restore
 
 MetricsFn = Callable[[dict[str, float], int], None]
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or gradients became NaN/inf; the last good checkpoint is kept."""
+class TrainingDiverged(BadInput):
+    """The loss or gradients became NaN/inf; the last good checkpoint is kept. Bad input:
+    the settings (e.g. the learning rate) must change (docs/design.md §2)."""
 
 
 @dataclass
@@ -138,7 +141,16 @@ def fit(
     )
     start = 0
     if resume and checkpoint_path.is_file():
-        start = _restore(checkpoint_path, net, ema, objective, optimizer)
+        start = restore(
+            checkpoint_path,
+            net=net,
+            ema=ema,
+            objective=objective,
+            optimizer=optimizer,
+            extra=checkpoint_extra,
+            steps=settings.steps,
+            lr=settings.lr,
+        )
         if group.rank:  # the checkpoint holds rank 0's RNG state only
             torch.manual_seed(rank_seed(settings.seed + start, group.rank))
     else:
@@ -241,17 +253,6 @@ def _data_parallel(objective, net: nn.Module) -> None:
             dist.broadcast(tensor, src=0)
 
 
-def _restore(path: Path, net, ema, objective, optimizer) -> int:
-    ckpt = load_checkpoint(path)
-    net.load_state_dict(ckpt["model"])
-    ema.load_state_dict(ckpt["ema"])
-    for name, state in ckpt["networks"].items():
-        objective.networks[name].load_state_dict(state)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
-    return int(ckpt["step"])
-
-
 # ------------------------------------------------------- pieces of the training stages
 
 
@@ -270,17 +271,24 @@ def last_path(final: Path) -> Path:
 
 
 def write_config(final: Path, config: dict) -> None:
-    """The resolved config beside the output, written before training starts (rank 0)."""
+    """The resolved config beside the running checkpoint, written before training starts
+    (rank 0); `finalise` publishes it beside the output together with the checkpoint."""
     if is_main_process():
-        write_json(final.with_suffix(".config.json"), config)
+        write_json(last_path(final).with_suffix(".config.json"), config)
 
 
 def finalise(last: Path, final: Path) -> Path:
-    """Publish the finished run: the last checkpoint becomes the stage output (rank 0).
-    The resolved config was written beside it before training started."""
+    """Publish the finished run (rank 0): the last checkpoint becomes the stage output and its
+    config `<name>.config.json` beside it, both renamed into place only once both are
+    copied, so a failed run never leaves a new config beside an old checkpoint."""
     if is_main_process():
-        with atomic_path(final) as tmp:
-            shutil.copyfile(last, tmp)
+        sources = [last, last.with_suffix(".config.json")]
+        targets = [final, final.with_suffix(".config.json")]
+        if not sources[1].is_file():  # a loop run without a config (e.g. a test's `fit`)
+            sources, targets = sources[:1], targets[:1]
+        with atomic_paths(*targets) as tmps:
+            for source, tmp in zip(sources, tmps, strict=True):
+                shutil.copyfile(source, tmp)
     return final
 
 

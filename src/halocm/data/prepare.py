@@ -16,7 +16,7 @@ from halocm.data.normalize import (
     normalize_target,
 )
 from halocm.data.sources import RawData, validate
-from halocm.io import save_npz
+from halocm.io import atomic_paths, json_text, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def prepare(
 ) -> Path:
     """Validate `raw`, split it by group (seeded by `seed`), fit the normalisation on the
     training split only and write `{train,val,test}.npz` and `norm_stats.json` into `out`,
-    each file atomically. Returns `out`.
+    all four together. Returns `out`.
 
     A split file holds `condition`, `target` (normalised, float32), `params` (z-scored,
     float32, (N, P)), `group`, `index` (row in the source) and, when the source has them, the
@@ -38,10 +38,13 @@ def prepare(
     splits = split_by_group(raw.group, split_fractions, seed, origin=raw.origin)
     stats = fit_stats(raw.subset(splits["train"]))
 
+    # Published together: a failure (a full disk) leaves the previous splits and statistics.
     out = Path(out)
-    for name in SPLITS:
-        save_npz(out / f"{name}.npz", **_split_arrays(raw, splits[name], stats))
-    stats.save(out / NORM_STATS_FILE)
+    files = [out / f"{name}.npz" for name in SPLITS] + [out / NORM_STATS_FILE]
+    with atomic_paths(*files) as tmps:
+        for name, tmp in zip(SPLITS, tmps, strict=False):
+            write_npz(tmp, _split_arrays(raw, splits[name], stats))
+        tmps[-1].write_text(json_text(stats.to_dict()))
     sizes = ", ".join(f"{name} {len(splits[name])}" for name in SPLITS)
     log.info("prepared %s maps from %s: %s → %s", raw.n_maps, raw.origin, sizes, out)
     return out

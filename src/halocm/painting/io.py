@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from halocm.io import save_npz, write_text
+from halocm.io import atomic_paths, write_npz
+from halocm.temporaries import remove_stale_files
 
 REQUIRED_COLUMNS = ("x", "y", "m200")
 
@@ -102,6 +103,8 @@ def _check_dmo(dmo: np.ndarray, where: str) -> None:
 def _check_catalog(
     catalog: pd.DataFrame, box_size: float, param_names: tuple[str, ...], where: str
 ) -> None:
+    if len(catalog) == 0:
+        raise PaintError(f"{where}: no halos (the catalogue has no rows)")
     missing = [c for c in REQUIRED_COLUMNS if c not in catalog.columns]
     if missing:
         raise PaintError(f"{where}: missing columns {missing} (need x, y [Mpc/h], m200 [Msun/h])")
@@ -140,8 +143,9 @@ def read_dmo(path: str | Path) -> DMOMap:
         raise PaintError(f"{path}: DMO map not found")
     try:
         dmo = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise PaintError(f"{path}: not a readable .npy map ({err})") from None
+    except (OSError, ValueError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else "empty or truncated"
+        raise PaintError(f"{path}: not a readable .npy map ({reason})") from None
     if not isinstance(dmo, np.ndarray):
         raise PaintError(f"{path}: expected one .npy array, got an archive")
     return as_dmo(dmo, str(path))
@@ -171,7 +175,12 @@ def table_path(out: str | Path) -> Path:
 def save_painting(result, out: str | Path, **meta) -> tuple[Path, Path]:
     """OUT.npz (maps (C, N, N) = realisation 0, realizations (R, C, N, N) when R > 1,
     coverage, channel_names, box_size, halos as a structured array, `meta` scalars) and the
-    per-halo CSV, each written atomically, from a `PaintResult`."""
+    per-halo CSV, from a `PaintResult`. Published together: both are written first and
+    renamed into place only when both are complete; non-finite maps are refused."""
+    bad = ~np.isfinite(result.realizations)
+    if bad.any():
+        where = np.argwhere(bad)[0].tolist()
+        raise PaintError(f"painted maps hold NaN/inf (first at {where}); nothing written")
     arrays = {
         "maps": result.maps,
         "coverage": result.coverage,
@@ -182,5 +191,9 @@ def save_painting(result, out: str | Path, **meta) -> tuple[Path, Path]:
     }
     if len(result.realizations) > 1:
         arrays["realizations"] = result.realizations
-    csv = write_text(table_path(out), result.halos.to_csv(index=False))
-    return save_npz(out, **arrays), csv
+    out, csv = Path(out), table_path(out)
+    remove_stale_files(out.parent)
+    with atomic_paths(out, csv) as (out_tmp, csv_tmp):
+        write_npz(out_tmp, arrays)
+        csv_tmp.write_text(result.halos.to_csv(index=False))
+    return out, csv

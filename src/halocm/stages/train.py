@@ -8,6 +8,7 @@ from pathlib import Path
 from halocm.config import Config
 from halocm.diffusion.precond import EDMPrecond
 from halocm.distributed import process_group
+from halocm.errors import BadInput
 from halocm.models import build_network, network_spec
 from halocm.objectives import EDMObjective, build_objective
 from halocm.runtime import resolve_device, seed_everything
@@ -86,6 +87,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
         rho=d.rho,
         total_steps=t.steps,
     )
+    check_warm_start(cfg, teacher, teacher_file)
     final = consistency_path(cfg)
     write_config(final, cfg.to_dict())
     fit(
@@ -109,6 +111,22 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
         desc=f"train[{t.mode}]",
     )
     return finalise(last_path(final), final)
+
+
+def check_warm_start(cfg: Config, teacher, teacher_file: Path) -> None:
+    """`train.warm_start` promises a start from the pretrained denoiser: without one, refuse
+    rather than silently train from scratch."""
+    if not cfg.train.warm_start or teacher is not None:
+        return
+    if not cfg.pretrain.enabled:
+        raise BadInput(
+            "train.warm_start=true needs the pretrained denoiser, but pretrain.enabled=false; "
+            "set train.warm_start=false to train from scratch"
+        )
+    raise BadInput(
+        f"train.warm_start=true: {teacher_file} not found; run `halocm pretrain` first, "
+        "or set train.warm_start=false to train from scratch"
+    )
 
 
 def run(cfg: Config, log, *, resume: bool = False) -> None:
