@@ -2,26 +2,40 @@
 
 Each trial is a short consistency training from the pretrained denoiser; validation quality
 (P(k) + r(k) error of samples, lower is better) is reported every `tune.report_every` steps so
-unpromising trials are pruned. One MLflow child run per trial; the best values are written
-into a complete params file (`tune.output`) that the pipeline can consume.
+unpromising trials are pruned. One MLflow child run per trial. The best values are written
+as overrides (`tune.output`: only the tuned keys, `ct.target_ema: 0.97`), printed as the
+`dvc exp run -S ...` line that runs the pipeline with them.
+
+Workers explore: each one's sampler draws its own seed (a shared seed made workers that
+start together propose the same points); the storage records every trial's parameters,
+which is what reproduces a study. Trials of killed workers are retried (halocm.tuning).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import optuna
 import yaml
 
-from halocm.config import Config, config_from_dict
+from halocm.config import Config, config_from_dict, override
 from halocm.io import write_text
 from halocm.stages.common import denoiser_path
 from halocm.stages.train import train
+from halocm.temporaries import remove_stale_trial_dirs, trial_dir
 from halocm.tracking import child_run, stage_run
-from halocm.tuning import open_storage, study_summary, suggest
+from halocm.training import TrainingDiverged
+from halocm.tuning import (
+    claim,
+    distributions,
+    open_storage,
+    recover_killed_trials,
+    study_summary,
+    suggest,
+)
 
 
 def search_space(cfg: Config) -> tuple[dict, set[str]]:
@@ -31,11 +45,17 @@ def search_space(cfg: Config) -> tuple[dict, set[str]]:
     return {**section.search, "lr": cfg.tune.lr}, integer
 
 
+def dotted(cfg: Config, knob: str) -> str:
+    """The params key of a tuned knob: `lr` is `train.lr`, the others the method's."""
+    return "train.lr" if knob == "lr" else f"{cfg.train.mode}.{knob}"
+
+
 def with_values(cfg: Config, values: dict) -> dict:
-    """The config as a dict with `values` set: `lr` in `train`, the rest in the method's."""
+    """The config as a dict with the tuned `values` set."""
     raw = cfg.to_dict()
-    for key, value in values.items():
-        raw["train" if key == "lr" else cfg.train.mode][key] = value
+    for knob, value in values.items():
+        section, key = dotted(cfg, knob).split(".")
+        raw[section][key] = value
     return raw
 
 
@@ -55,12 +75,14 @@ def make_objective(cfg: Config, parent_run_id: str | None):
     space, integer = search_space(cfg)
 
     def objective(trial: optuna.Trial) -> float:
+        claim(trial)
         values = suggest(trial, space, integer)
-        with tempfile.TemporaryDirectory(prefix="halocm-trial-") as tmp:
+        tmp = trial_dir()  # a killed worker's is removed by the next worker (temporaries)
+        try:
             teacher = denoiser_path(cfg)
             if teacher.is_file():
-                os.symlink(teacher.resolve(), Path(tmp) / teacher.name)
-            tcfg = trial_config(cfg, values, Path(tmp))
+                os.symlink(teacher.resolve(), tmp / teacher.name)
+            tcfg = trial_config(cfg, values, tmp)
             with _trial_run(cfg, trial, values, parent_run_id) as log:
                 scores: list[float] = []
 
@@ -73,6 +95,8 @@ def make_objective(cfg: Config, parent_run_id: str | None):
                             raise optuna.TrialPruned(f"pruned at step {step}")
 
                 train(tcfg, log_metrics=report)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return scores[-1]
 
     return objective
@@ -107,39 +131,52 @@ def tune(
     storage: str | None = None,
     study_name: str | None = None,
 ) -> str:
-    """Run `n_trials` trials in this process (start several processes for parallel workers)."""
+    """Run `n_trials` trials in this process (start several processes for parallel workers).
+    Trials of killed workers are failed and retried first; a diverged trial is FAIL."""
     t = cfg.tune
-    name = study_name or t.study_name
+    space, integer = search_space(cfg)
+    distributions(space, integer)  # a range Optuna refuses stops here, before any trial
+    remove_stale_trial_dirs()
+    backend = open_storage(storage or t.storage)
     study = optuna.create_study(
-        study_name=name,
-        storage=open_storage(storage or t.storage),
+        study_name=study_name or t.study_name,
+        storage=backend,
         direction="minimize",
         load_if_exists=True,
+        # Unseeded: each worker draws its own seed, so parallel workers explore.
+        sampler=optuna.samplers.TPESampler(),
         pruner=optuna.pruners.PercentilePruner(
             t.prune_percentile, n_startup_trials=t.prune_startup_trials
         ),
     )
-    # Workers joining one study should not replay the same random start-up points.
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    recover_killed_trials(study, backend)
     with stage_run(cfg.tracking, "tune", cfg.to_dict()) as log:
-        study.optimize(make_objective(cfg, log.run_id), n_trials=n_trials or t.n_trials, catch=())
+        study.optimize(
+            make_objective(cfg, log.run_id),
+            n_trials=n_trials or t.n_trials,
+            catch=(TrainingDiverged,),
+            callbacks=[lambda study, _: recover_killed_trials(study, backend)],
+        )
     return write_best(cfg, study)
 
 
 def write_best(cfg: Config, study: optuna.Study) -> str:
-    """A complete params file with the best trial's values: `--params params.tuned.yaml`."""
+    """The best trial's values as overrides (`tune.output`: dotted keys, only the tuned
+    ones), and the `dvc exp run -S ...` line that runs the pipeline with them."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        return f"study {study.study_name}: no completed trial yet"
+        return f"study {study.study_name}: {study_summary(study)}; no completed trial yet"
     best = study.best_trial
     space, _ = search_space(cfg)
-    raw = with_values(cfg, {k: best.params[k] for k in space if k in best.params})
+    tuned = {dotted(cfg, k): best.params[k] for k in space if k in best.params}
     header = (
-        f"# Written by `halocm tune`: study {study.study_name}, best trial "
-        f"{best.number} (val_score {best.value:.4g}).\n"
+        f"# Written by `halocm tune`: study {study.study_name}, best trial {best.number} "
+        f"(val_score {best.value:.4g}).\n# Overrides of params.yaml: `halocm pipeline "
+        f"--set-file {cfg.tune.output}`, or the `dvc exp run -S` line halocm tune printed.\n"
     )
-    write_text(cfg.tune.output, header + yaml.safe_dump(raw, sort_keys=False))
+    write_text(cfg.tune.output, header + yaml.safe_dump(tuned, sort_keys=False))
+    line = " ".join(["dvc exp run", *(f"-S '{override(k, v)}'" for k, v in tuned.items())])
     return (
         f"study {study.study_name}: {study_summary(study)}; best trial {best.number} "
-        f"val_score {best.value:.4g} {best.params} → {cfg.tune.output}"
+        f"val_score {best.value:.4g} → {cfg.tune.output}\nrun the pipeline with it: {line}"
     )
