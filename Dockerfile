@@ -32,9 +32,10 @@ RUN apt-get update \
 WORKDIR /opt/halocm
 COPY pyproject.toml README.md ./
 COPY src ./src
-# Versions come from pyproject.toml; `postgres` adds the PostgreSQL driver for Optuna/MLflow.
+# Versions come from pyproject.toml; `server` adds the PostgreSQL driver for Optuna/MLflow
+# and what MLflow's basic-auth app needs (compose.yaml).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[postgres]"
+RUN pip install --no-cache-dir ".[server]"
 
 # A fixed uid (override with `user:` in compose to match a bind-mounted checkout); the
 # artifact folder exists so that a named volume mounted there belongs to this user.

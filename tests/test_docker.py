@@ -8,6 +8,7 @@ agree with each other (ports on loopback, URLs, databases, the MLflow server's o
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
@@ -236,7 +237,7 @@ def test_compose_services_agree_with_each_other():
     # MLflow: PostgreSQL backend, artifacts on a volume, options the installed server accepts.
     mlflow_cmd = services["mlflow"]["command"]
     backend = _flag(mlflow_cmd, "--backend-store-uri")
-    assert backend.startswith("postgresql://") and backend.rsplit("/", 1)[1] in databases
+    assert backend.startswith("postgresql+psycopg2://") and backend.rsplit("/", 1)[1] in databases
     artifacts = _flag(mlflow_cmd, "--artifacts-destination")
     assert any(v.endswith(f":{artifacts}") for v in services["mlflow"]["volumes"])
     from mlflow.cli import server
@@ -256,3 +257,72 @@ def test_compose_services_agree_with_each_other():
     )
     for name in ("prefect-worker", "pipeline"):
         assert ".:/workspace" in services[name]["volumes"]
+
+
+# Secrets compose.yaml reads from the environment (.env), each required: no fallback value.
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_SECRET_KEY",
+    "PREFECT_API_PASSWORD",
+)
+
+
+def _interpolate(text: str) -> str:
+    """compose's `${NAME:?message}` with a test value for every secret."""
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: f"test-{m[1].lower()}", text)
+
+
+def test_compose_requires_every_secret_from_the_environment():
+    text = (ROOT / "compose.yaml").read_text()
+    used = re.findall(r"\$\{(\w+)([^}]*)\}", text)
+    for name, rest in used:
+        if name in SECRETS or "PASSWORD" in name:
+            assert rest.startswith(":?"), f"${{{name}{rest}}}: a secret needs `:?`, no default"
+    assert {name for name, _ in used} >= set(SECRETS)
+    # .env holds them: it must never be committed.
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, ".env is not git-ignored"
+
+
+def test_compose_database_urls_name_installed_drivers():
+    """Create the engine of every URL in compose.yaml: the driver it names must import."""
+    import configparser
+
+    import sqlalchemy
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    c = yaml.safe_load(_interpolate((ROOT / "compose.yaml").read_text()))
+    services = c["services"]
+    auth = configparser.ConfigParser()
+    auth.read_string(c["configs"]["mlflow-auth"]["content"])
+    for url in (
+        _flag(services["mlflow"]["command"], "--backend-store-uri"),
+        auth["mlflow"]["database_uri"],
+    ):
+        sqlalchemy.create_engine(url).dispose()  # imports psycopg2; connects to nothing
+    prefect_db = services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    create_async_engine(prefect_db).sync_engine.dispose()  # imports asyncpg
+
+
+def test_compose_servers_require_authentication_and_clients_send_it():
+    c = yaml.safe_load(_interpolate((ROOT / "compose.yaml").read_text()))
+    services = c["services"]
+    # MLflow's basic-auth app: its config, a static secret key, the admin password; the app
+    # needs Flask-WTF, which the image's `server` extra installs.
+    mlflow_svc = services["mlflow"]
+    assert _flag(mlflow_svc["command"], "--app-name") == "basic-auth"
+    env = mlflow_svc["environment"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] and env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    (config,) = mlflow_svc["configs"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == config["target"]
+    assert "Flask-WTF>=1.2,<2" in pyproject()["project"]["optional-dependencies"]["server"]
+    assert importlib.util.find_spec("flask_wtf") is not None
+    # Prefect: the server's API auth string; every client sends the same.
+    server_auth = services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert server_auth.startswith("admin:test-")
+    for name in ("prefect-worker", "pipeline"):
+        client = services[name]["environment"]
+        assert client["PREFECT_API_AUTH_STRING"] == server_auth
+        assert client["MLFLOW_TRACKING_USERNAME"] == env["MLFLOW_AUTH_ADMIN_USERNAME"]
+        assert client["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
