@@ -56,6 +56,14 @@ TINY_PARAMS = merge(
             "embedding_dim": 32,
             "dropout": 0.1,
         },
+        "mean": {
+            "base_channels": 8,
+            "steps": 12,
+            "batch_size": 8,
+            "checkpoint_every": 4,
+            "val_every": 6,
+            "val_batches": 1,
+        },
         "pretrain": {
             "steps": 30,
             "batch_size": 8,
@@ -141,16 +149,19 @@ def write_tiny_npz(path: Path, n: int = 40, res: int = 16, seed: int = 0) -> Pat
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory) -> Path:
-    """A project directory with prepared data and a pretrained tiny denoiser."""
+    """A project directory with prepared data, a tiny mean network and a pretrained tiny
+    denoiser."""
     from halocm.config import load_config
     from halocm.stages.prepare import prepare
     from halocm.stages.pretrain import pretrain
+    from halocm.stages.regress import regress
 
     root = tmp_path_factory.mktemp("project")
     write_tiny_npz(root / "tiny.npz")
     params = write_params(root, {"data": {"source": "npz", "path": "tiny.npz"}})
     cfg = load_config(params)
     prepare(cfg)
+    regress(cfg)
     pretrain(cfg)
     return root
 

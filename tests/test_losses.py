@@ -26,7 +26,7 @@ from halocm.diffusion.losses import (
     pseudo_huber_distance,
 )
 from halocm.diffusion.precond import EDMPrecond
-from halocm.diffusion.schedules import karras_sigmas
+from halocm.diffusion.schedules import ect_target_sigma, karras_sigmas
 from halocm.nn.unet import UNet
 
 SIGMA_MIN = 0.002
@@ -91,9 +91,9 @@ def test_all_consistency_losses_vanish_on_a_point_mass():
                     solver="heun", generator=_gen(3)),
             cd_loss(f, f, teacher, x0, None, None, sigmas=grid, distance=distance,
                     solver="euler", generator=_gen(4)),
-            ect_loss(f, x0, None, None, ratio=1 / 64, p_mean=-1.1, p_std=2.0,
+            ect_loss(f, x0, None, None, stage=5, q=2.0, p_mean=-1.1, p_std=2.0,
                      sigma_min=SIGMA_MIN, distance=distance, generator=_gen(5)),
-            ect_loss(f, x0, None, None, ratio=1.0, p_mean=-1.1, p_std=2.0,
+            ect_loss(f, x0, None, None, stage=0, q=2.0, p_mean=-1.1, p_std=2.0,
                      sigma_min=SIGMA_MIN, distance=distance, generator=_gen(6)),
         ]  # fmt: skip
         for loss in losses:
@@ -127,17 +127,18 @@ def test_ict_loss_of_exact_map_matches_closed_form(field, x0, t_lo, t_hi):
     assert loss.mean().item() == pytest.approx(expected, rel=0.08)
 
 
-def test_ect_loss_of_exact_map_matches_closed_form_and_vanishes_with_the_ratio(field, x0):
-    f, t = field.consistency(), math.exp(-0.5)
+def test_ect_loss_of_exact_map_matches_closed_form_and_shrinks_by_stage(field, x0):
+    f, t = field.consistency(), math.exp(1.0)
     measured, expected = [], []
-    for ratio in (1 / 4, 1 / 8, 1 / 16):
+    for stage in (4, 5, 6):
         # p_std → 0 pins t = exp(p_mean), so the closed form applies sample by sample.
-        loss = ect_loss(f, x0, None, None, ratio=ratio, p_mean=-0.5, p_std=1e-9,
+        loss = ect_loss(f, x0, None, None, stage=stage, q=2.0, p_mean=1.0, p_std=1e-9,
                         sigma_min=SIGMA_MIN, distance=l2_distance, generator=_gen(9))  # fmt: skip
-        r = t * (1 - ratio)
+        r = ect_target_sigma(torch.tensor(t, dtype=torch.float64), stage, 2.0).item()
         measured.append(loss.mean().item())
         expected.append(field.pair_loss(t, r) / (t - r))
     assert measured == pytest.approx(expected, rel=0.08)
+    # Each stage halves the gap: the loss, ∝ Δt² / Δt once Δt ≪ t, halves too.
     assert [a / b for a, b in itertools.pairwise(measured)] == pytest.approx([2.0, 2.0], rel=0.2)
 
 
@@ -213,7 +214,7 @@ def test_student_and_target_share_dropout_masks_and_target_has_no_grad():
                  distance=l2_distance),
         cd_loss(student, target, lambda x, s, c, p: x, x0, None, None, sigmas=grid,
                 distance=l2_distance),
-        ect_loss(student, x0, None, None, ratio=0.5, p_mean=-1.1, p_std=2.0,
+        ect_loss(student, x0, None, None, stage=1, q=2.0, p_mean=3.0, p_std=1e-9,
                  sigma_min=SIGMA_MIN, distance=l2_distance),
     ]  # fmt: skip
     for loss in losses:

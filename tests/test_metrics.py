@@ -404,23 +404,40 @@ def test_radial_profile_of_radial_functions():
 # --------------------------------------------------------------------------------------
 
 
-def test_coverage_of_calibrated_and_overconfident_ensembles():
-    b, r, n = 8, 200, 16
+def test_rank_calibration_is_unbiased_at_eight_realisations():
+    # Truth and R = 8 draws from the same distribution: a perfectly calibrated ensemble.
+    b, r, n = 64, 8, 32
     rng = np.random.default_rng(18)
     mu = rng.normal(0, 3, size=(b, n, n))
     sd = rng.uniform(0.5, 2.0, size=(b, n, n))
     truth = mu + sd * rng.standard_normal((b, n, n))
     samples = mu[:, None] + sd[:, None] * rng.standard_normal((b, r, n, n))
-    cov = M.coverage(samples, truth, levels=(0.5, 0.9))
+    cov, hist = M.rank_calibration(samples, truth, levels=(0.5, 0.9))
     assert set(cov) == {0.5, 0.9}
-    n_pix = truth.size
     for p, c in cov.items():
-        assert abs(c - p) < 4 * np.sqrt(p * (1 - p) / n_pix) + 2.0 / r
-    # Realisations half as wide as the truth's spread under-cover.
-    narrow = mu[:, None] + 0.5 * (samples - mu[:, None])
-    assert M.coverage(narrow, truth, levels=(0.9,))[0.9] < 0.7
+        assert abs(c - p) < 4 * np.sqrt(p * (1 - p) / truth.size)
+    # The rank of the truth is uniform on 0..R: a flat PIT histogram.
+    assert hist.shape == (r + 1,) and hist.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(hist, 1 / (r + 1), atol=0.01)
+    # The interval between empirical quantiles of 8 draws covers only about p (R − 1)/(R + 1).
+    lo, hi = np.quantile(samples, [0.25, 0.75], axis=1)
+    naive = np.mean((truth >= lo) & (truth <= hi))
+    assert naive == pytest.approx(0.5 * (r - 1) / (r + 1), abs=0.02)
+
+
+def test_rank_calibration_sees_overconfidence_and_handles_ties():
+    b, r, n = 32, 8, 16
+    rng = np.random.default_rng(19)
+    truth = rng.standard_normal((b, n, n))
+    narrow = 0.5 * rng.standard_normal((b, r, n, n))  # half the truth's spread
+    cov, hist = M.rank_calibration(narrow, truth, levels=(0.9,))
+    assert cov[0.9] < 0.8  # calibrated: 0.90 ± 0.003 at this size
+    assert hist[0] > 2 / (r + 1) and hist[-1] > 2 / (r + 1)  # a U-shaped histogram
+    # Draws all equal to the truth: the rank is anywhere in 0..R, coverage exactly p.
+    same = np.repeat(truth[:, None], r, axis=1)
+    assert M.rank_calibration(same, truth, levels=(0.5,))[0][0.5] == pytest.approx(0.5)
     with pytest.raises(ValueError):
-        M.coverage(samples, truth[:, :4])
+        M.rank_calibration(narrow, truth[:, :4])
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from halocm.diffusion.schedules import (
     consistency_step_sigmas,
     ct_ema_decay,
     ct_n_steps,
-    ect_gap_ratio,
+    ect_stage,
+    ect_target_sigma,
     edm_sampling_sigmas,
     ict_n_steps,
     karras_sigmas,
@@ -91,9 +92,26 @@ def test_sample_lognormal_sigma_moments_and_seeding():
     assert torch.equal(a, b)
 
 
-def test_ect_gap_ratio_halves_each_stage():
-    ratios = [ect_gap_ratio(k, 800, 8, 2.0) for k in (0, 99, 100, 250, 700, 799, 800)]
-    assert ratios == [1.0, 1.0, 0.5, 0.25, 1 / 128, 1 / 128, 1 / 128]
+def test_ect_stages_split_training_evenly():
+    stages = [ect_stage(k, 800, 8) for k in (0, 99, 100, 250, 700, 799, 800)]
+    assert stages == [0, 0, 1, 2, 7, 7, 7]
+
+
+def test_ect_target_sigma_is_the_papers_mapping():
+    # r = t (1 − n(t)/q^(a+1)), n(t) = 1 + 8 sigmoid(−t), clamped at 0 (Geng et al. 2024).
+    t = torch.tensor([0.01, 0.5, 2.0, 10.0, 80.0], dtype=torch.float64)
+    for stage in (0, 1, 3):
+        n = 1 + 8 / (1 + torch.exp(t))
+        expected = (t * (1 - n / 2.0 ** (stage + 1))).clamp(min=0)
+        assert torch.allclose(ect_target_sigma(t, stage, 2.0), expected, rtol=1e-12, atol=0)
+    # Stage 0 denoises at small t (r = 0) and halves large t; the gap shrinks by q per stage.
+    r0 = ect_target_sigma(t, 0, 2.0)
+    assert r0[0] == 0 and r0[1] == 0
+    assert r0[-1] == pytest.approx(40.0, rel=1e-6)
+    gaps = [(t - ect_target_sigma(t, a, 2.0))[-2:] for a in range(4, 7)]
+    for wide, narrow in itertools.pairwise(gaps):
+        assert torch.allclose(wide / narrow, torch.full_like(wide, 2.0), rtol=1e-9)
+    assert (ect_target_sigma(t, 5, 2.0) < t).all()
 
 
 def test_consistency_step_sigmas():

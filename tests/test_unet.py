@@ -98,10 +98,34 @@ def test_rejects_bad_shapes():
 def test_build_unet_takes_the_model_sections_knobs():
     cfg = tiny_config({"model": {"base_channels": 8, "channel_mult": [1, 2], "dropout": 0.0}})
     net = build_unet(
-        in_channels=3, cond_channels=1, n_params=2, resolution=16, **cfg.model.model_dump()
+        in_channels=3,
+        out_channels=3,
+        cond_channels=1,
+        n_params=2,
+        resolution=16,
+        **cfg.model.model_dump(),
     )
     assert net.conv_in.out_channels == 8 and net.out_channels == 3
     out = net(
         torch.randn(1, 3, 16, 16), torch.zeros(1), torch.randn(1, 1, 16, 16), torch.ones(1, 2)
     )
     assert out.shape == (1, 3, 16, 16)
+
+
+def test_a_unet_without_noisy_input_is_a_conditional_regression():
+    # The conditional mean's backbone: zero input channels, the condition alone.
+    net = build_unet(
+        in_channels=0,
+        out_channels=3,
+        cond_channels=1,
+        n_params=2,
+        resolution=16,
+        **tiny_config({"model": {"base_channels": 8, "channel_mult": [1, 2]}}).model.model_dump(),
+    )
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    net.eval()  # no dropout: differences come from the condition alone
+    cond = torch.randn(2, 1, 16, 16)
+    out = net(torch.zeros(2, 0, 16, 16), torch.zeros(2), cond, torch.ones(2, 2))
+    assert out.shape == (2, 3, 16, 16)
+    other = net(torch.zeros(2, 0, 16, 16), torch.zeros(2), cond.flip(-1), torch.ones(2, 2))
+    assert not torch.allclose(out, other)  # it reads the condition

@@ -17,6 +17,7 @@ from halocm.data.normalize import (
     normalize_params,
 )
 from halocm.models import DataShapes, count_parameters, network_from_checkpoint
+from halocm.residual import Residual
 from halocm.runtime import resolve_device
 from halocm.sampling import consistency_batch, make_generators, nfe, teacher_batch
 
@@ -33,6 +34,11 @@ class Generator:
     """A trained network plus everything needed to map physical DMO maps to hydro maps."""
 
     def __init__(self, ckpt: dict, device: torch.device, sample: SampleSettings):
+        if ckpt["kind"] not in ("denoiser", "consistency"):
+            raise ValueError(
+                f"a {ckpt['kind']!r} checkpoint does not sample: load models/denoiser.pt or "
+                "models/consistency.pt"
+            )
         self.kind: str = ckpt["kind"]
         self.mode: str = ckpt["mode"]
         self.stats = NormStats.from_dict(ckpt["norm_stats"])
@@ -42,6 +48,7 @@ class Generator:
         self.device = device
         self.net = network_from_checkpoint(ckpt, weights="ema").to(device).eval()
         self.net.requires_grad_(False)
+        self.residual = Residual.from_state(ckpt.get("residual"), device)
 
     @property
     def channel_names(self) -> list[str]:
@@ -49,7 +56,9 @@ class Generator:
 
     @property
     def n_parameters(self) -> int:
-        return count_parameters(self.net)
+        """The generator's and, with a residual, the mean network's parameters."""
+        mean = self.residual.mean
+        return count_parameters(self.net) + (0 if mean is None else count_parameters(mean))
 
     def nfe(self, n_steps: int) -> int:
         return nfe(self.kind, n_steps)
@@ -159,12 +168,13 @@ class Generator:
         return out
 
     def sample_normalized(self, cond, params, *, n_steps, seed, indices, realization=0):
-        """One batch of normalised samples for normalised inputs (no batching, no units)."""
+        """One batch of normalised samples for normalised inputs (no batching, no units): the
+        sampler draws the residual, decoded around the conditional mean (residual.py)."""
         cond, params = cond.to(self.device), params.to(self.device)
         gens = make_generators(seed, indices, realization, self.device)
         out_channels, d = self.shapes.target_channels, self.diffusion
         if self.kind == "consistency":
-            return consistency_batch(
+            r = consistency_batch(
                 self.net,
                 cond,
                 params,
@@ -174,17 +184,19 @@ class Generator:
                 sigma_max=d["sigma_max"],
                 intermediate_sigmas=self.sample_settings.intermediate_sigmas,
             )
-        return teacher_batch(
-            self.net,
-            cond,
-            params,
-            n_steps=n_steps,
-            generators=gens,
-            out_channels=out_channels,
-            sigma_min=d["sigma_min"],
-            sigma_max=d["sigma_max"],
-            rho=d["rho"],
-        )
+        else:
+            r = teacher_batch(
+                self.net,
+                cond,
+                params,
+                n_steps=n_steps,
+                generators=gens,
+                out_channels=out_channels,
+                sigma_min=d["sigma_min"],
+                sigma_max=d["sigma_max"],
+                rho=d["rho"],
+            )
+        return self.residual.decode(r, self.residual.predict(cond, params))
 
 
 def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:

@@ -113,6 +113,21 @@ class Optimizer(_Section):
     grad_clip: float = Field(gt=0)
 
 
+class Mean(_Section):
+    """The conditional-mean network E[target | condition] (a regression UNet, MSE): the
+    generators model the standardised residual around it (CorrDiff, Mardani et al. 2024)."""
+
+    enabled: bool
+    base_channels: int = Field(ge=4)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    inference_ema: float = Field(ge=0, lt=1)
+    checkpoint_every: int = Field(ge=1)
+    val_every: int = Field(ge=1)
+    val_batches: int = Field(ge=1)
+
+
 class Pretrain(_Section):
     """EDM denoising pretraining (Karras et al. 2022): the CD teacher and the warm start."""
 
@@ -122,6 +137,7 @@ class Pretrain(_Section):
     lr: float = Field(gt=0)
     p_mean: float
     p_std: float = Field(gt=0)
+    uniform_fraction: float = Field(ge=0, le=1)
     inference_ema: float = Field(ge=0, lt=1)
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
@@ -305,6 +321,7 @@ class Config(_Section):
     model: Model
     diffusion: Diffusion
     optimizer: Optimizer
+    mean: Mean
     pretrain: Pretrain
     train: Train
     ct: CT

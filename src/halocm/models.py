@@ -1,4 +1,4 @@
-"""Build the preconditioned networks (denoiser or consistency model) from an explicit spec.
+"""Build the networks (denoiser, consistency model, conditional mean) from an explicit spec.
 
 A network spec is a plain dict — {"kind", "unet": UNet keywords, "precond": constants} — that
 a checkpoint stores, so a checkpoint rebuilds its network by itself (`weights_only=True`).
@@ -15,8 +15,43 @@ from torch import nn
 from halocm.diffusion.precond import ConsistencyPrecond, EDMPrecond
 from halocm.nn.unet import build_unet
 
-Kind = Literal["denoiser", "consistency"]
-PRECONDS: dict[str, type[nn.Module]] = {"denoiser": EDMPrecond, "consistency": ConsistencyPrecond}
+Kind = Literal["denoiser", "consistency", "mean"]
+
+
+class ConditionalMean(nn.Module):
+    """μ(cond, params) ≈ E[target | cond, params]: a per-channel affine map of the DMO
+    channel plus the UNet with no noisy input (zero input channels, a constant noise
+    embedding), trained by MSE. The affine part, fitted by least squares before training
+    (`fit_affine`), already holds most of hydro dark matter (≈ (1 − f_b) × DMO); the UNet,
+    whose output starts at zero, learns what it misses."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.slope = nn.Parameter(torch.zeros(net.out_channels))
+        self.offset = nn.Parameter(torch.zeros(net.out_channels))
+
+    def forward(self, cond: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
+        nothing = cond.new_zeros(cond.shape[0], 0, *cond.shape[-2:])
+        learned = self.net(nothing, cond.new_zeros(cond.shape[0]), cond, params)
+        return self.slope[:, None, None] * cond[:, :1] + self.offset[:, None, None] + learned
+
+    @torch.no_grad()
+    def fit_affine(self, target: torch.Tensor, cond: torch.Tensor) -> None:
+        """Least squares target_c ≈ slope_c · cond_0 + offset_c over all maps and pixels."""
+        x = cond[:, 0].double().flatten()
+        y = target.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
+        dx = x - x.mean()
+        slope = ((y - y.mean(1, keepdim=True)) * dx).sum(1) / dx.pow(2).sum().clamp(min=1e-12)
+        self.slope.copy_(slope)
+        self.offset.copy_(y.mean(1) - slope * x.mean())
+
+
+PRECONDS: dict[str, type[nn.Module]] = {
+    "denoiser": EDMPrecond,
+    "consistency": ConsistencyPrecond,
+    "mean": ConditionalMean,
+}
 
 
 @dataclass(frozen=True)
@@ -45,9 +80,11 @@ def network_spec(
     kind: Kind, model: dict, shapes: DataShapes, *, sigma_min: float, sigma_data: float
 ) -> dict:
     """The spec of a `kind` network: the UNet of `model` (the UNet's size knobs) sized for
-    the data, with EDM (σ_data) or consistency (σ_min, σ_data) preconditioning."""
+    the data, with EDM (σ_data) or consistency (σ_min, σ_data) preconditioning; the
+    conditional mean sees no noisy input and has no preconditioning."""
     unet = {
-        "in_channels": shapes.target_channels,
+        "in_channels": 0 if kind == "mean" else shapes.target_channels,
+        "out_channels": shapes.target_channels,
         "cond_channels": shapes.cond_channels,
         "n_params": shapes.n_params,
         "resolution": shapes.resolution,
@@ -56,6 +93,8 @@ def network_spec(
     precond = {"sigma_data": float(sigma_data)}
     if kind == "consistency":
         precond = {"sigma_min": float(sigma_min), **precond}
+    if kind == "mean":
+        precond = {}
     return {"kind": kind, "unet": unet, "precond": precond}
 
 

@@ -79,19 +79,48 @@ class EDMObjective:
     denoiser: nn.Module
     p_mean: float
     p_std: float
+    uniform_fraction: float
+    sigma_min: float
+    sigma_max: float
     sigma_data: float
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
     def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        return self.loss_of(self.denoiser, x0, cond, params)
+
+    def loss_of(self, denoiser, x0, cond, params, generator=None) -> torch.Tensor:
+        """The loss of any denoiser (e.g. the inference EMA, for validation)."""
         return losses.edm_loss(
-            self.denoiser,
+            denoiser,
             x0,
             cond,
             params,
             p_mean=self.p_mean,
             p_std=self.p_std,
             sigma_data=self.sigma_data,
+            uniform_fraction=self.uniform_fraction,
+            sigma_min=self.sigma_min,
+            sigma_max=self.sigma_max,
+            generator=generator,
         )
+
+    def after_step(self, step: int) -> None:
+        pass
+
+
+@dataclass
+class MSEObjective:
+    """Regression of the conditional mean: ‖μ(c, θ) − y‖², the per-element mean (the
+    `regress` stage; residual.py)."""
+
+    mean: nn.Module
+    networks: dict[str, nn.Module] = field(default_factory=dict)
+
+    def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
+        return self.loss_of(self.mean, x0, cond, params)
+
+    def loss_of(self, mean, x0, cond, params) -> torch.Tensor:
+        return losses.l2_distance(mean(cond, params), x0)
 
     def after_step(self, step: int) -> None:
         pass
@@ -241,8 +270,9 @@ class ICTObjective:
 @register("ect")
 @dataclass
 class ECTObjective:
-    """Easy consistency tuning from the denoiser (Geng et al. 2024): the gap Δt/t shrinks
-    by a factor `q` in each of `stages` equal parts of training."""
+    """Easy consistency tuning from the denoiser (Geng et al. 2024): the gap t − r between
+    the student's and the target's noise levels shrinks by a factor `q` in each of `stages`
+    equal parts of training (schedules.ect_target_sigma)."""
 
     student: nn.Module
     stages: int
@@ -258,13 +288,13 @@ class ECTObjective:
         self.distance = losses.get_distance(self.loss)
 
     def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
-        ratio = schedules.ect_gap_ratio(step, self.total_steps, self.stages, self.q)
         return losses.ect_loss(
             self.student,
             x0,
             cond,
             params,
-            ratio=ratio,
+            stage=schedules.ect_stage(step, self.total_steps, self.stages),
+            q=self.q,
             p_mean=self.p_mean,
             p_std=self.p_std,
             sigma_min=self.sigma_min,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from halocm.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from halocm.checkpoint import rng_state, save_checkpoint
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
 from halocm.distributed import Group, is_main_process, rank_seed
@@ -28,6 +28,7 @@ from halocm.errors import BadInput
 from halocm.io import atomic_paths, write_json
 from halocm.models import DataShapes, network_from_checkpoint, update_ema
 from halocm.objectives import EDMObjective
+from halocm.residual import Residual
 from halocm.resume import restore
 
 MetricsFn = Callable[[dict[str, float], int], None]
@@ -235,7 +236,7 @@ def _data_parallel(objective, net: nn.Module) -> None:
     """Send the objective's forward passes through DistributedDataParallel.
 
     DDP broadcasts rank 0's weights and averages gradients over ranks in `backward`. The
-    objectives call their network as `student` or `denoiser`; the optimiser, the EMA and the
+    objectives call their network `student`, `denoiser` or `mean`; the optimiser, the EMA and the
     checkpoints keep using `net` itself, so the checkpoint format does not change.
     """
     import torch.distributed as dist
@@ -243,9 +244,9 @@ def _data_parallel(objective, net: nn.Module) -> None:
 
     device = next(net.parameters()).device
     ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    names = [n for n in ("student", "denoiser") if getattr(objective, n, None) is net]
+    names = [n for n in ("student", "denoiser", "mean") if getattr(objective, n, None) is net]
     if not names:
-        raise TypeError(f"{type(objective).__name__} has no `student` or `denoiser` network")
+        raise TypeError(f"{type(objective).__name__} has no `student`, `denoiser` or `mean`")
     for name in names:
         setattr(objective, name, ddp)
     for module in objective.networks.values():  # e.g. the CT target: rank 0's copy everywhere
@@ -292,10 +293,9 @@ def finalise(last: Path, final: Path) -> Path:
     return final
 
 
-def load_teacher(path: Path, device: torch.device) -> nn.Module:
-    """The pretrained denoiser's inference EMA, frozen: the CD teacher and the warm start."""
-    teacher = network_from_checkpoint(load_checkpoint(path, device), weights="ema").to(device)
-    return teacher.eval().requires_grad_(False)
+def frozen_network(ckpt: dict) -> nn.Module:
+    """A checkpoint's inference EMA, frozen (e.g. the denoiser: CD teacher and warm start)."""
+    return network_from_checkpoint(ckpt, weights="ema").eval().requires_grad_(False)
 
 
 def denoising_warmup(
@@ -330,28 +330,29 @@ def val_subset(val, n: int):
     return tuple(t[:n] for t in val)
 
 
-def denoiser_validation(val, *, p_mean: float, p_std: float, sigma_data: float, seed: int):
-    """The EDM loss of the inference EMA on `val`, with the same noise at every validation."""
+def denoiser_validation(val, objective: EDMObjective, *, seed: int):
+    """The objective's EDM loss of the inference EMA on `val`, with the same noise at every
+    validation."""
     x0, cond, params = val
 
     @torch.no_grad()
     def validate(ema: nn.Module, step: int) -> dict[str, float]:
-        from halocm.diffusion.losses import edm_loss
-
         ema.eval()
         # A fixed generator: every validation sees the same noise, so values are comparable.
         gen = torch.Generator(device=x0.device).manual_seed(seed)
-        loss = edm_loss(
-            ema,
-            x0,
-            cond,
-            params,
-            p_mean=p_mean,
-            p_std=p_std,
-            sigma_data=sigma_data,
-            generator=gen,
-        )
-        return {"val_loss": loss.mean().item()}
+        return {"val_loss": objective.loss_of(ema, x0, cond, params, generator=gen).mean().item()}
+
+    return validate
+
+
+def mean_validation(val, objective):
+    """The MSE of the inference EMA's conditional mean on `val`."""
+    x0, cond, params = val
+
+    @torch.no_grad()
+    def validate(ema: nn.Module, step: int) -> dict[str, float]:
+        ema.eval()
+        return {"val_loss": objective.loss_of(ema, x0, cond, params).mean().item()}
 
     return validate
 
@@ -359,14 +360,17 @@ def denoiser_validation(val, *, p_mean: float, p_std: float, sigma_data: float, 
 def consistency_validation(
     val,
     stats: NormStats,
+    residual: Residual,
     *,
     n_steps: int,
     sigma_max: float,
     intermediate_sigmas: tuple[float, ...],
     seed: int,
 ):
-    """Sample quality, not loss: the CT loss says little about how good samples are."""
+    """Sample quality, not loss: the CT loss says little about how good samples are. `val`
+    holds the normalised maps; the model samples residuals, decoded around their mean."""
     x0, cond, params = val
+    mu = residual.predict(cond, params)
 
     @torch.no_grad()
     def validate(ema: nn.Module, step: int) -> dict[str, float]:
@@ -383,6 +387,7 @@ def consistency_validation(
             sigma_max=sigma_max,
             intermediate_sigmas=intermediate_sigmas,
             seed=seed,
+            decode=lambda r: residual.decode(r, mu),
             prefix="val_",
         )
 

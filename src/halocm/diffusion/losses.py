@@ -15,7 +15,12 @@ import torch
 from torch import Tensor
 
 from halocm.diffusion.samplers import pf_ode_step
-from halocm.diffusion.schedules import lognormal_index_probs, sample_lognormal_sigma
+from halocm.diffusion.schedules import (
+    ect_target_sigma,
+    lognormal_index_probs,
+    sample_lognormal_sigma,
+    sample_training_sigma,
+)
 
 Distance = Callable[[Tensor, Tensor], Tensor]
 
@@ -117,13 +122,34 @@ def _col(v: Tensor) -> Tensor:
 # --- objectives --------------------------------------------------------------------------
 
 
-def edm_loss(denoiser, x0, cond, params, *, p_mean, p_std, sigma_data, generator=None) -> Tensor:
+def edm_loss(
+    denoiser,
+    x0,
+    cond,
+    params,
+    *,
+    p_mean,
+    p_std,
+    sigma_data,
+    uniform_fraction=0.0,
+    sigma_min=None,
+    sigma_max=None,
+    generator=None,
+) -> Tensor:
     """λ(σ) ‖D(x0 + σz, σ) − x0‖², ln σ ~ N(P_mean, P_std²), λ = (σ² + σ_d²)/(σ σ_d)².
 
-    Karras et al. 2022, Eq. 2 and Table 1; ‖·‖² is the per-element mean (l2_distance).
+    Karras et al. 2022, Eq. 2 and Table 1; ‖·‖² is the per-element mean (l2_distance). A
+    `uniform_fraction` of the σ are uniform in [ln σ_min, ln σ_max] (sample_training_sigma).
     """
-    sigma = sample_lognormal_sigma(
-        x0.shape[0], p_mean, p_std, generator=generator, device=x0.device
+    sigma = sample_training_sigma(
+        x0.shape[0],
+        p_mean,
+        p_std,
+        uniform_fraction=uniform_fraction,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        generator=generator,
+        device=x0.device,
     )
     sigma = sigma.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     z = _randn_like(x0, generator)
@@ -187,18 +213,17 @@ def cd_loss(
 
 
 def ect_loss(
-    student, x0, cond, params, *, ratio, p_mean, p_std, sigma_min, distance, generator=None
+    student, x0, cond, params, *, stage, q, p_mean, p_std, sigma_min, distance, generator=None
 ) -> Tensor:
-    """d(f_θ(x0 + t z, t), stopgrad f_θ(x0 + r z, r)) / (t − r), r = max(t (1 − ratio), σ_min).
+    """d(f_θ(x0 + t z, t), stopgrad f_θ(x0 + r z, r)) / (t − r) (Geng et al. 2024, Eq. 9).
 
-    ECT (Geng et al. 2024, Eq. 9) with t ~ lognormal(P_mean, P_std) and Δt/t = `ratio`
-    (ect_gap_ratio). t is floored at 2σ_min so that t > r always holds.
+    t ~ lognormal(P_mean, P_std) floored at 2σ_min; r = ect_target_sigma(t, stage, q), floored
+    at σ_min: ECT's r = 0 (target: the clean data) is r = σ_min here, where the boundary
+    condition f(x, σ_min) = x makes the target the data plus σ_min z.
     """
-    if not 0 < ratio <= 1:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     t = sample_lognormal_sigma(x0.shape[0], p_mean, p_std, generator=generator, device=x0.device)
     t = t.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     t = t.clamp(min=2 * sigma_min)
-    r = (t * (1 - ratio)).clamp(min=sigma_min)
+    r = ect_target_sigma(t, stage, q).clamp(min=sigma_min)
     out, ref = _same_noise_pair(student, student, x0, t, r, cond, params, generator)
     return distance(out, ref) / (t - r)

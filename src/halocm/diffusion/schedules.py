@@ -42,8 +42,10 @@ def karras_sigmas(
 
 
 def edm_sampling_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float) -> Tensor:
-    """DESCENDING Karras grid of n levels, then 0 (Karras et al. 2022, Eq. 5): n + 1 values."""
-    grid = _karras_grid(n, sigma_min, sigma_max, rho)[::-1]
+    """DESCENDING Karras grid of n levels, then 0 (Karras et al. 2022, Eq. 5): n + 1 values.
+
+    n = 1 is [σ_max, 0]: one Euler step to 0, i.e. the denoiser D(σ_max z, σ_max) itself."""
+    grid = [sigma_max] if n == 1 else _karras_grid(n, sigma_min, sigma_max, rho)[::-1]
     return torch.as_tensor(np.append(grid, 0.0), dtype=torch.float32)
 
 
@@ -90,16 +92,50 @@ def sample_lognormal_sigma(
     return (p_mean + p_std * normal).exp().to(device)
 
 
-def ect_gap_ratio(k: int, total: int, stages: int, q: float) -> float:
-    """Δt/t = q^{−a}, stage a = min(⌊k · stages/K⌋, stages − 1).
+def sample_training_sigma(
+    n: int,
+    p_mean: float,
+    p_std: float,
+    *,
+    uniform_fraction: float,
+    sigma_min: float,
+    sigma_max: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """n noise levels for denoising training: ln σ ~ N(p_mean, p_std²) (Karras et al. 2022),
+    except a `uniform_fraction` of draws uniform in [ln σ_min, ln σ_max].
 
-    ECT (Geng et al. 2024, Sec. 3) shrinks the gap between the student's t and the target's
-    r = t − Δt stage by stage as Δt/t = n(t)/q^a; here n(t) ≡ 1. Stage 0 has Δt/t = 1, i.e.
-    r = σ_min: the target is the clean point, so training starts as denoising from the
-    pretrained denoiser; each later stage divides the gap by q.
+    The lognormal alone almost never reaches σ_max (P(σ > 40) ≈ 2·10⁻⁵ for N(−1.2, 1.2²)),
+    where one-step sampling starts; the uniform part covers the whole range.
     """
-    stage = min(int(k * stages // total), stages - 1)
-    return float(q ** (-max(stage, 0)))
+    sigma = sample_lognormal_sigma(n, p_mean, p_std, generator=generator, device=device)
+    if uniform_fraction == 0:
+        return sigma
+    draw_device = generator.device if generator is not None else device
+    pick = torch.rand(n, generator=generator, device=draw_device) < uniform_fraction
+    lo, hi = math.log(sigma_min), math.log(sigma_max)
+    uniform = (lo + (hi - lo) * torch.rand(n, generator=generator, device=draw_device)).exp()
+    return torch.where(pick.to(sigma.device), uniform.to(sigma.device), sigma)
+
+
+def ect_stage(k: int, total: int, stages: int) -> int:
+    """The ECT stage a = min(⌊k · stages/K⌋, stages − 1) of step k of K."""
+    return min(int(k * stages // total), stages - 1)
+
+
+# n(t) = 1 + ECT_K sigmoid(−ECT_B t): Geng et al. 2024's default mapping function.
+ECT_K, ECT_B = 8.0, 1.0
+
+
+def ect_target_sigma(t: Tensor, stage: int, q: float) -> Tensor:
+    """r = max(t (1 − n(t)/q^(a+1)), 0), n(t) = 1 + 8 sigmoid(−t) (Geng et al. 2024, Eq. 12).
+
+    The gap t − r shrinks by q at each stage a = 0, 1, …; n(t) widens it at small t, where
+    r = 0 makes the target the clean data (a denoising loss).
+    """
+    n = 1.0 + ECT_K * torch.sigmoid(-ECT_B * t)
+    return (t * (1.0 - n / q ** (stage + 1))).clamp(min=0.0)
 
 
 def consistency_step_sigmas(

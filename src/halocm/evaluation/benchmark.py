@@ -1,8 +1,11 @@
-"""The benchmark: samplers × steps against the test split (DESIGN.md §6).
+"""The benchmark: samplers × steps against the test split (docs/design.md §6).
 
-Rows: the consistency model at each of `evaluate.sampling_steps`, the EDM teacher (Heun), the
-trivial baseline (condition × mean channel fraction) and, when the data carry truth
-realisations, the oracle (an independent redraw of the same condition). Every row is scored by
+Rows: the consistency model at each of `evaluate.sampling_steps`; the denoiser at one network
+evaluation, D(σ_max z, σ_max) (the conditional mean a consistency model warm-starts from: one
+that does not beat it at one step has learned nothing); the EDM teacher (Heun); the trivial
+baseline (condition × mean channel fraction) and, when the data carry truth realisations, the
+oracle (an independent redraw of the same condition). Every table has a `total` entry, the sum
+of the channels. Every row is scored by
 the same metric functions in physical units; the JSON is what DVC, MLflow and the registry gate
 read.
 """
@@ -65,21 +68,34 @@ def mean_channel_fractions(train_path: Path, stats: NormStats) -> np.ndarray:
 
 
 def score_channels(gen: np.ndarray, test: TestSet, samples: np.ndarray | None = None) -> dict:
-    """Every metric per channel; `samples` (N, R, C, H, W) adds calibration coverage."""
+    """Every metric per channel and for the total (the channels' sum: total matter, what weak
+    lensing sees); `samples` (N, R, C, H, W) with R > 1 adds calibration from the truth's
+    rank among the R draws."""
+    names = [*test.channel_names, "total"]
     out = {}
-    for c, name in enumerate(test.channel_names):
-        g, t = gen[:, c], test.target[:, c]
+    for c, name in enumerate(names):
+        pick = _total if name == "total" else (lambda x, c=c: x[:, c])
+        g, t = pick(gen), pick(test.target)
         row = {key: _finite(fn(g, t, test.box_size)) for key, fn in metrics.METRICS.items()}
+        bias, scatter = metrics.mass_bias_scatter(g.sum(axis=(-2, -1)), t.sum(axis=(-2, -1)))
+        row.update(mass_bias=_finite(bias), mass_scatter=_finite(scatter))
         if test.r200_pix is not None:
             bias, scatter = metrics.mass_bias_scatter(
                 metrics.aperture_mass(g, test.r200_pix), metrics.aperture_mass(t, test.r200_pix)
             )
-            row.update(mass_bias=float(bias), mass_scatter=float(scatter))
+            row.update(aperture_bias=_finite(bias), aperture_scatter=_finite(scatter))
         if samples is not None and samples.shape[1] > 1:
-            cov = metrics.coverage(np.log10(1 + samples[:, :, c]), np.log10(1 + t))
-            row.update({f"coverage_{round(100 * lvl)}": float(v) for lvl, v in cov.items()})
+            draws = _total(samples) if name == "total" else samples[:, :, c]
+            cov, hist = metrics.rank_calibration(np.log10(1 + draws), np.log10(1 + t))
+            row.update({f"coverage_{round(100 * lvl)}": v for lvl, v in cov.items()})
+            row["rank_hist"] = [float(h) for h in hist]
         out[name] = row
     return out
+
+
+def _total(maps: np.ndarray) -> np.ndarray:
+    """The sum over the channel axis (−3): dm_hydro + gas + stars."""
+    return maps.sum(axis=-3)
 
 
 def _finite(value: float) -> float | None:
@@ -127,7 +143,9 @@ def benchmark(
     rows, examples = [], {}
     jobs = [("consistency", s) for s in sampling_steps]
     if teacher is not None:
-        jobs.append(("teacher", teacher_levels))
+        # One level: a single Euler step from σ_max to 0, i.e. D(σ_max z, σ_max) — the
+        # denoiser's estimate of the conditional mean, and the consistency model's warm start.
+        jobs += [("denoiser", 1), ("teacher", teacher_levels)]
 
     for sampler, steps in tqdm(jobs, desc="evaluate"):
         gen = student if sampler == "consistency" else teacher
@@ -176,16 +194,19 @@ def benchmark(
 
 
 def headline(bench: dict) -> dict[str, dict[str, float]]:
-    """Per benchmark row (`{sampler}_{steps}`, as in the MLflow metric names): channel-mean
-    pk_err and rk_err and ms per map. Flat numbers for `dvc metrics show` / `dvc exp show`,
-    which skip the lists that benchmark.json is made of."""
+    """Per benchmark row (`{sampler}_{steps}`): the mean over channels of pk_err and rk_err,
+    the total's, and ms per map. Flat numbers for `dvc metrics show` / `dvc exp show`, which
+    skip the lists that benchmark.json is made of."""
     out = {}
     for row in bench["results"]:
         entry = {"ms_per_map": float(row["ms_per_map"])}
         for metric in ("pk_err", "rk_err"):
-            values = [ch.get(metric) for ch in row["channels"].values()]
-            if values and all(isinstance(v, int | float) for v in values):
+            values = [row["channels"][c].get(metric) for c in bench["channels"]]
+            if all(isinstance(v, int | float) for v in values):
                 entry[metric] = float(sum(values) / len(values))
+            total = row["channels"]["total"].get(metric)
+            if isinstance(total, int | float):
+                entry[f"total_{metric}"] = float(total)
         out[f"{row['sampler']}_{row['steps']}"] = entry
     return out
 

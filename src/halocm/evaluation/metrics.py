@@ -30,7 +30,6 @@ __all__ = [
     "METRICS",
     "aperture_mass",
     "correlation_coefficient",
-    "coverage",
     "cross_power",
     "log_field",
     "mass_bias_scatter",
@@ -40,6 +39,7 @@ __all__ = [
     "power_spectrum",
     "psnr",
     "radial_profile",
+    "rank_calibration",
     "ring_modes",
     "rk_error",
     "ssim",
@@ -442,26 +442,36 @@ def radial_profile(
 # --------------------------------------------------------------------------------------
 
 
-def coverage(
+def rank_calibration(
     samples: np.ndarray, truth: np.ndarray, levels: tuple[float, ...] = (0.5, 0.9)
-) -> dict[float, float]:
-    """Fraction of pixels whose truth lies in the central interval of the realisations.
+) -> tuple[dict[float, float], np.ndarray]:
+    """Calibration from the rank of the truth among R realisations (a PIT histogram).
 
-    ``samples`` (B, R, ...) and ``truth`` (B, ...). For level p the interval runs between
-    the empirical (1 − p)/2 and (1 + p)/2 quantiles of the R realisations (linear
-    interpolation), inclusive. A calibrated ensemble gives ≈ p, up to O(1/R).
+    ``samples`` (B, R, ...) and ``truth`` (B, ...). For each pixel the truth's rank among its
+    R draws is k = #(draws < truth) (ties spread over #(draws ≤ truth)); for a calibrated
+    ensemble every k in 0..R is equally likely, and the probability integral transform lies
+    uniformly in [k/(R + 1), (k + 1)/(R + 1)]. The coverage of the central interval of level p
+    is the mean fraction of that PIT interval inside [(1 − p)/2, (1 + p)/2]: exactly p in
+    expectation for a calibrated ensemble, at any R (the empirical-quantile interval of R
+    draws covers only about p (R − 1)/(R + 1)). Returns ({p: coverage}, the histogram of k,
+    R + 1 fractions summing to 1).
     """
     samples = np.asarray(samples, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     if samples.ndim < 2 or samples.shape[:1] + samples.shape[2:] != truth.shape:
         raise ValueError(f"samples {samples.shape} must be truth {truth.shape} with R at axis 1")
-    qs = [q for p in levels for q in ((1.0 - p) / 2.0, (1.0 + p) / 2.0)]
-    bounds = np.quantile(samples, qs, axis=1)
+    r = samples.shape[1]
+    t = truth[:, None]
+    below = (samples < t).sum(axis=1)
+    at_most = (samples <= t).sum(axis=1)
+    pit_lo, pit_hi = below / (r + 1), (at_most + 1) / (r + 1)
     out = {}
-    for i, p in enumerate(levels):
-        lo, hi = bounds[2 * i], bounds[2 * i + 1]
-        out[float(p)] = float(np.mean((truth >= lo) & (truth <= hi)))
-    return out
+    for p in levels:
+        lo, hi = (1.0 - p) / 2.0, (1.0 + p) / 2.0
+        inside = np.clip(pit_hi, lo, hi) - np.clip(pit_lo, lo, hi)
+        out[float(p)] = float(np.mean(inside / (pit_hi - pit_lo)))
+    hist = np.bincount(below.ravel(), minlength=r + 1) / below.size
+    return out, hist
 
 
 # --------------------------------------------------------------------------------------

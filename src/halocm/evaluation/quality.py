@@ -23,10 +23,12 @@ def sample_quality(
     sigma_max: float,
     intermediate_sigmas: tuple[float, ...],
     seed: int,
+    decode=None,
     prefix: str = "",
 ) -> dict[str, float]:
     """Mean over channels of pk_err and rk_err of `n_steps` consistency samples against the
     truth. The same seeds every call, so successive validations differ only through the weights.
+    `decode` maps the net's samples to normalised maps (the residual's; None: they are).
     """
     gens = make_generators(seed, range(len(x0)), 0, x0.device)
     gen = consistency_batch(
@@ -39,6 +41,8 @@ def sample_quality(
         sigma_max=sigma_max,
         intermediate_sigmas=intermediate_sigmas,
     )
+    if decode is not None:
+        gen = decode(gen)
     gen = np.asarray(denormalize_target(gen.float().cpu().numpy(), stats), dtype=np.float64)
     true = np.asarray(denormalize_target(x0.float().cpu().numpy(), stats), dtype=np.float64)
     pk = [pk_error(gen[:, c], true[:, c], stats.box_size) for c in range(gen.shape[1])]

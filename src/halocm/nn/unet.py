@@ -244,6 +244,7 @@ class UNet(nn.Module):
 def build_unet(
     *,
     in_channels: int,
+    out_channels: int,
     cond_channels: int,
     n_params: int,
     resolution: int,
@@ -254,12 +255,12 @@ def build_unet(
     dropout: float,
     embedding_dim: int,
 ) -> UNet:
-    """The UNet that maps the target channels to themselves; the channel counts and the
-    resolution come from the data, the size knobs from the `model` section."""
+    """The UNet of a network spec (models.network_spec): channel counts and resolution come
+    from the data, the size knobs from the `model` section."""
     return UNet(
         in_channels=in_channels,
         cond_channels=cond_channels,
-        out_channels=in_channels,
+        out_channels=out_channels,
         n_params=n_params,
         resolution=resolution,
         base_channels=base_channels,

@@ -26,6 +26,10 @@ def norm_stats_path(cfg: Config) -> Path:
     return Path(cfg.paths.processed_dir) / "norm_stats.json"
 
 
+def mean_path(cfg: Config) -> Path:
+    return Path(cfg.paths.models_dir) / "mean.pt"
+
+
 def denoiser_path(cfg: Config) -> Path:
     return Path(cfg.paths.models_dir) / "denoiser.pt"
 
@@ -34,13 +38,15 @@ def consistency_path(cfg: Config) -> Path:
     return Path(cfg.paths.models_dir) / "consistency.pt"
 
 
-def checkpoint_extra(cfg: Config, spec: dict, mode: str, stats, shapes) -> dict:
+def checkpoint_extra(cfg: Config, spec: dict, mode: str, stats, shapes, residual=None) -> dict:
     """What a checkpoint carries besides the training state: enough to sample without the
-    config (network spec, diffusion constants, statistics), and the resolved config itself."""
+    config (network spec, diffusion constants, statistics, the residual's mean network and
+    scale), and the resolved config itself."""
     return {
         "kind": spec["kind"],
         "mode": mode,
         "network": spec,
+        "residual": None if residual is None else residual.state(),
         "diffusion": cfg.diffusion.model_dump(),
         "config": cfg.to_dict(),
         "norm_stats": stats.to_dict(),

@@ -10,6 +10,7 @@ from halocm.models import build_network, network_spec
 from halocm.objectives import EDMObjective
 from halocm.runtime import resolve_device, seed_everything
 from halocm.stages.common import checkpoint_extra, denoiser_path
+from halocm.stages.residuals import encode, residual_for
 from halocm.training import (
     Batches,
     MetricsFn,
@@ -35,12 +36,22 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
 def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None) -> Path:
     seed_everything(cfg.seed)
     stats, train, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
+    residual = residual_for(cfg, train, device)
+    train, val = encode(residual, train), encode(residual, val)
     d, p, opt = cfg.diffusion, cfg.pretrain, cfg.optimizer
     spec = network_spec(
         "denoiser", cfg.model.model_dump(), shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data
     )
     denoiser = build_network(spec).to(device)
-    objective = EDMObjective(denoiser, p.p_mean, p.p_std, d.sigma_data)
+    objective = EDMObjective(
+        denoiser,
+        p_mean=p.p_mean,
+        p_std=p.p_std,
+        uniform_fraction=p.uniform_fraction,
+        sigma_min=d.sigma_min,
+        sigma_max=d.sigma_max,
+        sigma_data=d.sigma_data,
+    )
     final = denoiser_path(cfg)
     write_config(final, cfg.to_dict())
     fit(
@@ -49,14 +60,10 @@ def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | Non
         batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed),
         settings=TrainSettings.of(p, opt, seed=cfg.seed),
         checkpoint_path=last_path(final),
-        checkpoint_extra=checkpoint_extra(cfg, spec, "edm", stats, shapes),
+        checkpoint_extra=checkpoint_extra(cfg, spec, "edm", stats, shapes, residual),
         resume=resume,
         validate=denoiser_validation(
-            val_subset(val, p.val_batches * p.batch_size),
-            p_mean=p.p_mean,
-            p_std=p.p_std,
-            sigma_data=d.sigma_data,
-            seed=cfg.seed,
+            val_subset(val, p.val_batches * p.batch_size), objective, seed=cfg.seed
         ),
         log_metrics=log_metrics,
         desc="pretrain",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.config import Config
 from halocm.diffusion.precond import EDMPrecond
 from halocm.distributed import process_group
@@ -13,6 +14,7 @@ from halocm.models import build_network, network_spec
 from halocm.objectives import EDMObjective, build_objective
 from halocm.runtime import resolve_device, seed_everything
 from halocm.stages.common import checkpoint_extra, consistency_path, denoiser_path
+from halocm.stages.residuals import check_same_residual, encode, residual_for
 from halocm.training import (
     Batches,
     MetricsFn,
@@ -21,8 +23,8 @@ from halocm.training import (
     denoising_warmup,
     finalise,
     fit,
+    frozen_network,
     last_path,
-    load_teacher,
     load_training_data,
     val_subset,
     write_config,
@@ -46,6 +48,8 @@ def train(
 def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     seed_everything(cfg.seed)
     stats, train_data, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
+    residual = residual_for(cfg, train_data, device)
+    train_data = encode(residual, train_data)
     d, t, opt = cfg.diffusion, cfg.train, cfg.optimizer
     spec = network_spec(
         "consistency",
@@ -56,18 +60,27 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     )
     student = build_network(spec).to(device)
     teacher_file = denoiser_path(cfg)
-    teacher = (
-        load_teacher(teacher_file, device)
-        if cfg.pretrain.enabled and teacher_file.is_file()
-        else None
-    )
+    teacher = None
+    if cfg.pretrain.enabled and teacher_file.is_file():
+        ckpt = load_checkpoint(teacher_file, device, need=SAMPLING_KEYS, kind="denoiser")
+        check_same_residual(ckpt, residual, teacher_file)
+        teacher = frozen_network(ckpt).to(device)
     if t.warm_start and teacher is not None:
+        check_same_backbone(ckpt, spec, teacher_file)
         # Same backbone and c_noise: the denoiser's EMA weights are a valid starting point.
         student.net.load_state_dict(teacher.net.state_dict())
     elif t.denoising_warmup > 0:
         p = cfg.pretrain
         denoising_warmup(
-            EDMObjective(EDMPrecond(student.net, d.sigma_data), p.p_mean, p.p_std, d.sigma_data),
+            EDMObjective(
+                EDMPrecond(student.net, d.sigma_data),
+                p_mean=p.p_mean,
+                p_std=p.p_std,
+                uniform_fraction=p.uniform_fraction,
+                sigma_min=d.sigma_min,
+                sigma_max=d.sigma_max,
+                sigma_data=d.sigma_data,
+            ),
             train_data,
             steps=t.denoising_warmup,
             batch_size=p.batch_size,
@@ -96,11 +109,12 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
         batches=Batches(*train_data, batch_size=t.batch_size, seed=cfg.seed),
         settings=TrainSettings.of(t, opt, seed=cfg.seed),
         checkpoint_path=last_path(final),
-        checkpoint_extra=checkpoint_extra(cfg, spec, t.mode, stats, shapes),
+        checkpoint_extra=checkpoint_extra(cfg, spec, t.mode, stats, shapes, residual),
         resume=resume,
         validate=consistency_validation(
             val_subset(val, t.val_batches * t.batch_size),
             stats,
+            residual,
             n_steps=t.val_sampling_steps,
             sigma_max=d.sigma_max,
             intermediate_sigmas=cfg.sample.intermediate_sigmas,
@@ -127,6 +141,20 @@ def check_warm_start(cfg: Config, teacher, teacher_file: Path) -> None:
         f"train.warm_start=true: {teacher_file} not found; run `halocm pretrain` first, "
         "or set train.warm_start=false to train from scratch"
     )
+
+
+def check_same_backbone(ckpt: dict, spec: dict, path: Path) -> None:
+    """The denoiser must have the student's UNet to be its warm start or teacher."""
+    theirs, ours = ckpt["network"]["unet"], spec["unet"]
+    differ = [
+        f"{k} {theirs.get(k)} (denoiser) vs {ours.get(k)} (this config)"
+        for k in dict.fromkeys([*theirs, *ours])
+        if theirs.get(k) != ours.get(k)
+    ]
+    if differ:
+        raise BadInput(
+            f"{path}: pretrained with another network: {'; '.join(differ)}; rerun `halocm pretrain`"
+        )
 
 
 def run(cfg: Config, log, *, resume: bool = False) -> None:

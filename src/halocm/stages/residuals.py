@@ -1,0 +1,42 @@
+"""The residual the training stages fit (halocm.residual): around the `regress` stage's mean
+network when `mean.enabled`, else the identity."""
+
+from __future__ import annotations
+
+from halocm.checkpoint import load_checkpoint
+from halocm.config import Config
+from halocm.residual import Residual, fit_residual
+from halocm.stages.common import mean_path
+
+
+def residual_for(cfg: Config, train: tuple, device) -> Residual:
+    """The residual the generators model: around the `regress` stage's mean network when
+    `mean.enabled`, fitted on the training tensors (y, cond, params); else the identity."""
+    if not cfg.mean.enabled:
+        return Residual.identity()
+    path = mean_path(cfg)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: mean.enabled is true but there is no mean network (run `halocm regress`)"
+        )
+    return fit_residual(load_checkpoint(path, device), *train)
+
+
+def encode(residual: Residual, data: tuple) -> tuple:
+    """(y, cond, params) → (r, cond, params)."""
+    y, cond, params = data
+    return residual.encode(y, residual.predict(cond, params)), cond, params
+
+
+def check_same_residual(ckpt: dict, residual: Residual, path) -> None:
+    """A warm start or teacher must model the same residual as the student about to train."""
+    ours = residual.state()
+    theirs = ckpt.get("residual")
+    same = (ours is None and theirs is None) or (
+        ours is not None and theirs is not None and ours["scale"] == theirs["scale"]
+    )
+    if not same:
+        raise ValueError(
+            f"{path}: pretrained with another mean network (or mean.enabled differs); "
+            "rerun `halocm pretrain`"
+        )

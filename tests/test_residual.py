@@ -1,0 +1,110 @@
+"""The residual parametrisation: generators model (y − μ(c))/s around a conditional mean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gaussian import GaussianField, ring_average, ring_power
+
+from halocm.api import load_model
+from halocm.checkpoint import load_checkpoint
+from halocm.config import load_config
+from halocm.data.dataset import load_split
+from halocm.diffusion.samplers import consistency_sample
+from halocm.residual import Residual, fit_scale
+from halocm.stages.pretrain import pretrain
+from halocm.stages.train import train
+from halocm.training import tensors_from_split
+
+
+class Constant(torch.nn.Module):
+    """A 'mean network' that always answers μ."""
+
+    def __init__(self, mu: torch.Tensor):
+        super().__init__()
+        self.mu = mu
+
+    def forward(self, cond, params):
+        return self.mu.expand(cond.shape[0], *self.mu.shape)
+
+
+def test_encode_and_decode_are_inverse_and_the_identity_is_exact():
+    y = torch.randn(5, 3, 8, 8)
+    mu = torch.randn(5, 3, 8, 8)
+    residual = Residual(Constant(mu[0]), torch.tensor([0.01, 0.5, 2.0]))
+    r = residual.encode(y, mu)
+    torch.testing.assert_close(residual.decode(r, mu), y, rtol=0, atol=1e-5)
+    # Each channel of the residual has the scale's units removed.
+    torch.testing.assert_close(r[:, 0] * 0.01, y[:, 0] - mu[:, 0])
+    identity = Residual.identity()
+    assert identity.predict(y, None) is None
+    assert identity.encode(y, None) is y and identity.decode(y, None) is y
+    assert identity.state() is None
+
+
+def test_the_scale_standardises_the_training_residual_per_channel():
+    y = torch.randn(40, 3, 8, 8) * torch.tensor([0.1, 1.0, 3.0])[:, None, None] + 5.0
+    scale = fit_scale(y, torch.full_like(y, 5.0))
+    torch.testing.assert_close(scale, torch.tensor([0.1, 1.0, 3.0]), rtol=0.05, atol=0)
+
+
+def test_one_step_samples_of_a_gaussian_residual_have_the_known_mean_and_power():
+    # r ~ N(0, C), y = μ + s r. The exact consistency map's one-step sample f(σ_max z, σ_max)
+    # has per-mode power a²(σ_max) σ_max² = (P + σ_min²) σ_max²/(P + σ_max²) (docs/design.md
+    # §5): decoded samples have mean μ and, divided by s, that power.
+    field = GaussianField.power_law(16)
+    mu = torch.randn(1, 16, 16)
+    residual = Residual(Constant(mu), torch.tensor([0.3]))
+    n = 2000
+    z = torch.randn(n, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    r = consistency_sample(field.consistency(), z, [80.0], cond=None, params=None)
+    y = residual.decode(r, residual.predict(torch.zeros(n, 1, 16, 16), torch.zeros(n, 0)))
+    # The pixel std of r is ≈ 0.5 (variance 0.25): 5 standard errors of the mean.
+    torch.testing.assert_close(y.mean(0), mu, rtol=0, atol=5 * 0.3 * 0.5 / n**0.5)
+    _, power, stderr = ring_power((y - mu).double() / 0.3)
+    expected = ring_average(field.a(80.0) ** 2 * 80.0**2)
+    assert ((power - expected).abs() < 5 * stderr).all()
+
+
+def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
+    cfg = load_config(project / "params.yaml", ["mean.enabled=true", "train.steps=2"])
+    pretrain(cfg)
+    ckpt = load_checkpoint(train(cfg))
+    state = ckpt["residual"]
+    assert state is not None and state["network"]["kind"] == "mean"
+    # The scale is the std of the training residual around the mean network's prediction.
+    y, cond, params = tensors_from_split(cfg.paths.processed_dir / "train.npz", "cpu")
+    mean = Residual.from_state(state, torch.device("cpu"))
+    torch.testing.assert_close(
+        mean.scale, fit_scale(y, mean.predict(cond, params)), rtol=1e-5, atol=0
+    )
+    # A sample is the mean network's prediction plus the scaled residual the model draws.
+    gen = load_model(cfg.paths.models_dir / "consistency.pt", device="cpu", sample=cfg.sample)
+    test = load_split(cfg.paths.processed_dir / "test.npz")
+    c = torch.as_tensor(test["condition"][:3])
+    p = torch.as_tensor(test["params"][:3])
+    out = gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3))
+    gen.residual = Residual.identity()
+    r = gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3))
+    torch.testing.assert_close(out, mean.decode(r, mean.predict(c, p)))
+
+
+def test_a_denoiser_pretrained_without_the_mean_is_refused(project):
+    # The fixture's denoiser models y itself: warm-starting a residual model from it is wrong.
+    cfg = load_config(project / "params.yaml", ["mean.enabled=true", "train.steps=1"])
+    with pytest.raises(ValueError, match="pretrained with another mean network"):
+        train(cfg)
+
+
+def test_the_mean_network_starts_from_the_least_squares_affine_map():
+    from halocm.models import DataShapes, build_network, network_spec
+
+    shapes = DataShapes(target_channels=2, cond_channels=1, n_params=0, resolution=8)
+    model = {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+             "attention_resolutions": [], "dropout": 0.0, "embedding_dim": 16}  # fmt: skip
+    mean = build_network(network_spec("mean", model, shapes, sigma_min=0.002, sigma_data=1.0))
+    cond = torch.randn(10, 1, 8, 8)
+    target = torch.cat([2.0 * cond + 1.0, -0.5 * cond], dim=1)
+    mean.fit_affine(target, cond)
+    # The UNet's output layer starts at zero: the prediction is the affine fit, here exact.
+    torch.testing.assert_close(mean(cond, None), target, rtol=0, atol=1e-5)
