@@ -124,7 +124,15 @@ def training_cost(cfg, steps: int) -> dict[str, float]:
     jobs = {
         "pretrain": (
             denoiser,
-            EDMObjective(denoiser, cfg.pretrain.p_mean, cfg.pretrain.p_std, d.sigma_data),
+            EDMObjective(
+                denoiser,
+                p_mean=cfg.pretrain.p_mean,
+                p_std=cfg.pretrain.p_std,
+                uniform_fraction=cfg.pretrain.uniform_fraction,
+                sigma_min=d.sigma_min,
+                sigma_max=d.sigma_max,
+                sigma_data=d.sigma_data,
+            ),
         )
     }
     for mode in ("ct", "ict", "cd", "ect"):
