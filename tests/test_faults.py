@@ -214,6 +214,13 @@ def _nan_weights(ckpt: dict) -> dict:
     return _set(ckpt, ema=ema)
 
 
+def _overflowing(ckpt: dict) -> dict:
+    """Finite weights whose maps overflow: the output layer scaled by 1e30."""
+    scale = {k: v * 1e30 for k, v in ckpt["ema"].items() if k.startswith("net.conv_out.")}
+    assert scale, "the UNet's output layer is not net.conv_out"
+    return _set(ckpt, ema={**ckpt["ema"], **scale})
+
+
 def _raw_npz(p: Path, *, side: int = 16, zero_stars: bool = False) -> None:
     """Replace the project's external data with maps of `side` pixels."""
     rng = np.random.default_rng(0)
@@ -447,6 +454,14 @@ CASES = [
         r"key 'ema': tensor '[\w.]+' holds NaN/inf weights",
         2,
         _both(_good("o.npz"), lambda p, s: _checkpoint(p, _nan_weights)),
+        ("o.npz",),
+    ),
+    Case(
+        "non-finite-maps",
+        lambda p: _sample(p, model="bad.pt"),
+        r"bad.pt: sampled maps hold NaN/inf .*; nothing written",
+        2,
+        _both(_good("o.npz"), lambda p, s: _checkpoint(p, _overflowing)),
         ("o.npz",),
     ),
     Case(

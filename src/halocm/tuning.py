@@ -92,9 +92,11 @@ def _rdb_storage(url: str, attempts: int = 5):
                 "postgresql+psycopg2://, which the `postgres` extra installs"
             ) from None
         except SQLAlchemyError as err:
-            # Losing the table race is a ProgrammingError or IntegrityError; an unreachable
-            # server or a wrong password is an OperationalError, and waiting does not help.
-            if attempt == attempts - 1 or isinstance(err, OperationalError):
+            # Losing the table race is a ProgrammingError or IntegrityError (or a locked
+            # SQLite file); an unreachable server or a wrong password is an
+            # OperationalError, and waiting does not help.
+            refused = isinstance(err, OperationalError) and "locked" not in str(err)
+            if attempt == attempts - 1 or refused:
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
                 raise EnvironmentFault(f"storage {shown}: cannot use it ({reason})") from None
             time.sleep(0.5 * (attempt + 1))
