@@ -21,7 +21,7 @@ from conftest import TELEMETRY_OFF, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGE_NAMES = ["generate", "prepare", "pretrain", "train", "evaluate", "register"]
+STAGE_NAMES = ["generate", "prepare", "regress", "pretrain", "train", "evaluate", "register"]
 
 
 def _load_flow_module():
@@ -150,7 +150,8 @@ def test_benchmark_artifacts_are_published(flow_project):
     assert table is not None and table.type == "table"
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     bench = json.loads((params.parent / "metrics/benchmark.json").read_text())
-    assert len(rows) == len(bench["results"]) * len(bench["channels"])
+    # One line per row and channel, and the total's.
+    assert len(rows) == len(bench["results"]) * (len(bench["channels"]) + 1)
     assert {"sampler", "channel", "pk_err", "ms_per_map"} <= set(rows[0])
 
 
@@ -162,7 +163,7 @@ def test_deleted_output_reruns_its_stage_and_what_reads_it(flow_project):
     # evaluate reruns; its new benchmark.json (fresh timings) is register's input, so register
     # reruns too, keyed on the file's hash.
     assert result["ran"] == ["evaluate", "register"]
-    assert result["cached"] == STAGE_NAMES[:4]
+    assert result["cached"] == STAGE_NAMES[:5]
     assert _version(params) == version + 1
     # The reruns refreshed their cache entries: the next run is all hits again.
     assert module.pipeline(str(params))["cached"] == STAGE_NAMES

@@ -3,7 +3,7 @@ network when `mean.enabled`, else the identity."""
 
 from __future__ import annotations
 
-from halocm.checkpoint import load_checkpoint
+from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.config import Config
 from halocm.residual import Residual, fit_residual
 from halocm.stages.common import mean_path
@@ -19,7 +19,7 @@ def residual_for(cfg: Config, train: tuple, device) -> Residual:
         raise FileNotFoundError(
             f"{path}: mean.enabled is true but there is no mean network (run `halocm regress`)"
         )
-    return fit_residual(load_checkpoint(path, device), *train)
+    return fit_residual(load_checkpoint(path, device, need=SAMPLING_KEYS, kind="mean"), *train)
 
 
 def encode(residual: Residual, data: tuple) -> tuple:

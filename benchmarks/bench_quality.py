@@ -1,0 +1,194 @@
+"""The accuracy ablation at equal budget: which recipe paints the best maps (issue 13).
+
+    python benchmarks/bench_quality.py [--params params.yaml] [--scale 1.0] [--rows "a; b"]
+
+Every row trains on the same data (the embedded simulator's default maps), with the same
+network, seed and number of optimiser steps — the steps of `mean`, `pretrain` and `train` in
+params.yaml, times `--scale`; a row without the mean network gives its steps to pretraining —
+and is scored by `halocm evaluate` at 1 and 2 steps, with the teacher and the denoiser's one
+evaluation. Rows that share their mean network and pretraining share those models (and their
+seconds are counted in each row). Writes benchmarks/results/quality.json; the row whose
+recipe is params.yaml's is marked `chosen`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from halocm.config import apply_override, config_from_dict
+from halocm.io import write_json
+from halocm.stages.evaluate import evaluate
+from halocm.stages.generate import generate
+from halocm.stages.prepare import prepare
+from halocm.stages.pretrain import pretrain
+from halocm.stages.regress import regress
+from halocm.stages.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
+WORK = ROOT / "benchmarks" / ".quality"
+
+# The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
+# denoiser pretrained on EDM's lognormal noise levels (the source project's method).
+PLAIN = ["mean.enabled=false", "pretrain.uniform_fraction=0.0"]
+RESIDUAL = ["mean.enabled=true", "pretrain.uniform_fraction=0.0"]
+MIXTURE = ["mean.enabled=true", "pretrain.uniform_fraction=0.5"]
+ROWS: dict[str, list[str]] = {
+    "source recipe: CT, grid 18, EMA 0.999": [*PLAIN, "train.mode=ct"],
+    "CT + sigma mixture": [
+        "mean.enabled=false",
+        "pretrain.uniform_fraction=0.5",
+        "train.mode=ct",
+    ],
+    "residual + CT": [*RESIDUAL, "train.mode=ct"],
+    "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
+    "residual + sigma mixture + CD": [*MIXTURE, "train.mode=cd"],
+    "residual + sigma mixture + iCT": [*MIXTURE, "train.mode=ict"],
+    "residual + sigma mixture + ECT": [*MIXTURE, "train.mode=ect"],
+}
+# The knobs the rows vary: a row is params.yaml's recipe when it agrees on all of them.
+RECIPE_KEYS = ("mean.enabled", "pretrain.uniform_fraction", "train.mode")
+
+
+def base_params(params: Path, scale: float) -> dict:
+    raw = yaml.safe_load(params.read_text())
+    for section in ("mean", "pretrain", "train"):
+        raw[section]["steps"] = max(1, round(raw[section]["steps"] * scale))
+    raw["tracking"]["enabled"] = False
+    raw["evaluate"]["sampling_steps"] = [1, 2]
+    raw["paths"].update(
+        raw_dir=str(WORK / "data" / "raw"),
+        processed_dir=str(WORK / "data" / "processed"),
+        models_dir=str(WORK / "models"),
+        metrics_dir=str(WORK / "metrics"),
+        reports_dir=str(WORK / "reports"),
+    )
+    return raw
+
+
+def row_config(base: dict, overrides: list[str], name: str):
+    raw = json.loads(json.dumps(base))
+    for item in overrides:
+        apply_override(raw, item)
+    if not raw["mean"]["enabled"]:  # equal optimiser steps: the mean's go to pretraining
+        raw["pretrain"]["steps"] += raw["mean"]["steps"]
+    return raw
+
+
+def _key(raw: dict, sections: tuple[str, ...]) -> str:
+    blob = json.dumps({s: raw[s] for s in sections}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_row(raw: dict, name: str, timings: dict) -> dict:
+    """Train (reusing shared models) and evaluate one row; its scores and seconds."""
+    shared = ("seed", "model", "diffusion", "optimizer", "mean")
+    mean_dir = WORK / "models" / f"mean-{_key(raw, shared)}"
+    pre_dir = WORK / "models" / f"pretrain-{_key(raw, (*shared, 'pretrain'))}"
+    row_dir = WORK / "rows" / name.replace(" ", "_").replace(":", "").replace(",", "")
+    seconds = 0.0
+    steps = [(pre_dir, pretrain, mean_dir), (row_dir, train, pre_dir)]
+    if raw["mean"]["enabled"]:
+        steps.insert(0, (mean_dir, regress, None))
+    for directory, stage, needs in steps:
+        directory.mkdir(parents=True, exist_ok=True)
+        if needs is not None:  # this stage reads the models of the one before
+            for model in needs.glob("*.pt"):
+                shutil.copy2(model, directory / model.name)
+        raw["paths"]["models_dir"] = str(directory)
+        if str(directory) not in timings:
+            t0 = time.perf_counter()
+            stage(config_from_dict(raw, source=name))
+            timings[str(directory)] = time.perf_counter() - t0
+        seconds += timings[str(directory)]
+    raw["paths"]["metrics_dir"] = str(row_dir / "metrics")
+    raw["paths"]["reports_dir"] = str(row_dir / "reports")
+    bench = json.loads(evaluate(config_from_dict(raw, source=name)).read_text())
+    return {"train_seconds": round(seconds, 1), **summarise(bench)}
+
+
+def summarise(bench: dict) -> dict:
+    """Per sampler row: pk_err, rk_err and mass bias of every channel and the total; the
+    2-step coverage of gas and stars."""
+    out = {}
+    for row in bench["results"]:
+        label = f"{row['sampler']}_{row['steps']}" if row["steps"] else row["sampler"]
+        out[label] = {
+            channel: {
+                k: values.get(k)
+                for k in ("pk_err", "rk_err", "mass_bias", "coverage_50", "coverage_90")
+                if values.get(k) is not None
+            }
+            for channel, values in row["channels"].items()
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the steps")
+    parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
+    args = parser.parse_args()
+    base = base_params(args.params, args.scale)
+    data = config_from_dict(base, source="ablation data")
+    if not (WORK / "data" / "processed" / "test.npz").is_file():
+        generate(data)
+        prepare(data)
+    chosen = {k: _lookup(yaml.safe_load(args.params.read_text()), k) for k in RECIPE_KEYS}
+    names = [n.strip() for n in args.rows.split(";") if n.strip()] or list(ROWS)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+    rows, timings = dict(previous["rows"]), {}
+    for name in names:
+        raw = row_config(base, ROWS[name], name)
+        print(f"== {name}", flush=True)
+        rows[name] = {
+            "overrides": ROWS[name],
+            "chosen": all(_lookup(raw, k) == v for k, v in chosen.items()),
+            **run_row(raw, name, timings),
+        }
+        write_json(RESULTS, {"scale": args.scale, "steps": _steps(base), "rows": rows})
+    print(table(rows))
+
+
+def _steps(base: dict) -> dict[str, int]:
+    return {s: base[s]["steps"] for s in ("mean", "pretrain", "train")}
+
+
+def _lookup(raw: dict, key: str):
+    for part in key.split("."):
+        raw = raw[part]
+    return raw
+
+
+def table(rows: dict) -> str:
+    """The README's Markdown table: 1-step / 2-step pk_err per channel and the total."""
+    channels = ("dm_hydro", "gas", "stars", "total")
+    head = "| recipe | " + " | ".join(f"{c} pk_err 1 / 2 step" for c in channels)
+    lines = [head + " | 2-step coverage 50/90 (gas, stars) | train s |"]
+    lines.append("|---" * (len(channels) + 3) + "|")
+    for name, row in rows.items():
+        cells = [
+            f"{row['consistency_1'][c]['pk_err']:.3f} / {row['consistency_2'][c]['pk_err']:.3f}"
+            for c in channels
+        ]
+        cov = ", ".join(
+            f"{row['consistency_2'][c]['coverage_50']:.2f}/{row['consistency_2'][c]['coverage_90']:.2f}"
+            for c in ("gas", "stars")
+        )
+        mark = " **(chosen)**" if row["chosen"] else ""
+        lines.append(
+            f"| {name}{mark} | " + " | ".join(cells) + f" | {cov} | {row['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
