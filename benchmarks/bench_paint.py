@@ -40,21 +40,47 @@ RESULTS = Path(__file__).resolve().parent / "results" / "paint.json"
 
 
 def spectra(painted: np.ndarray, true: np.ndarray, box_size: float, names) -> dict:
-    """Per channel: P_painted/P_true and r(k) on the full box, and pk_err, rk_err."""
+    """Per channel and for the total (their sum: what weak lensing sees): P_painted/P_true
+    and r(k) on the full box, pk_err and rk_err (k ≤ k_Nyq/2), the largest |P ratio − 1|
+    there (`pk_max_err`) and the box's mass bias in dex."""
+    painted = np.concatenate([painted, painted.sum(axis=0, keepdims=True)])
+    true = np.concatenate([true, true.sum(axis=0, keepdims=True)])
     out = {}
-    for c, name in enumerate(names):
+    for c, name in enumerate([*names, "total"]):
         d_p, d_t = metrics.overdensity(painted[c]), metrics.overdensity(true[c])
-        _, p_p = metrics.power_spectrum(d_p, box_size)
+        k, p_p = metrics.power_spectrum(d_p, box_size)
         _, p_t = metrics.power_spectrum(d_t, box_size)
         _, r = metrics.correlation_coefficient(d_p, d_t, box_size)
         ratio = np.divide(p_p, p_t, out=np.full_like(p_p, np.nan), where=p_t > 0)
+        low = k <= k.max() / 2
         out[name] = {
             "pk_err": _finite(metrics.pk_error(painted[c], true[c], box_size)),
             "rk_err": _finite(metrics.rk_error(painted[c], true[c], box_size)),
+            "pk_max_err": _finite(np.nanmax(np.abs(ratio[low] - 1))),
+            "mass_bias": _finite(np.log10(painted[c].sum() / true[c].sum())),
             "pk_ratio": [_finite(v) for v in ratio],
             "r": [_finite(v) for v in r],
         }
     return out
+
+
+def suppression(maps: np.ndarray, dmo: np.ndarray, box_size: float) -> np.ndarray:
+    """S(k) = P_total(k)/P_DMO(k): the baryons' effect on the matter power spectrum."""
+    _, p_total = metrics.power_spectrum(metrics.overdensity(maps.sum(axis=0)), box_size)
+    _, p_dmo = metrics.power_spectrum(metrics.overdensity(dmo), box_size)
+    return p_total / p_dmo
+
+
+def suppression_row(maps, box) -> dict:
+    """S(k) of painted maps against the truth's: the curve and the mean |S/S_true − 1| for
+    k ≤ k_Nyq/2 (`sk_err`)."""
+    s_true = suppression(box.hydro, box.dmo, box.box_size)
+    s = suppression(maps, box.dmo, box.box_size)
+    half = len(s) // 2
+    return {
+        "sk": [_finite(v) for v in s],
+        "sk_err": _finite(np.mean(np.abs(s[:half] / s_true[:half] - 1))),
+    }
 
 
 def _finite(v) -> float | None:
@@ -92,6 +118,7 @@ def run(gen, box, inputs, args, n_steps: int, label: str) -> dict:
         "halos_per_s": round(res.halos_per_second, 2),
         "halos_per_s_generation": round(res.n_painted / res.sample_seconds, 2),
         "channels": spectra(res.maps, box.hydro, box.box_size, box.channel_names),
+        "suppression": suppression_row(res.maps, box),
     }
     ch = row["channels"]
     print(
@@ -111,6 +138,31 @@ def traced_peak(gen, box, inputs, args) -> float:
     finally:
         tracemalloc.stop()
     return peak / 2**20
+
+
+def plot_suppression(result: dict, path: Path) -> None:
+    """S(k) of each painted box and of the truth, and the total matter's P ratio."""
+    from matplotlib.figure import Figure
+
+    k = np.array(result["k"])
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    ax_s, ax_p = fig.subplots(1, 2, sharex=True)
+    ax_s.semilogx(k, result["suppression_true"], "k-", lw=2, label="truth")
+    rows = [*result["runs"], {"model": "background only", "steps": 0, **result["background_only"]}]
+    for row in rows:
+        label = f"{row['model']} {row['steps']}-step" if row["steps"] else row["model"]
+        ax_s.semilogx(k, row["suppression"]["sk"], label=label)
+        ax_p.semilogx(k, row["channels"]["total"]["pk_ratio"], label=label)
+    for ax in (ax_s, ax_p):
+        ax.axvline(k.max() / 2, color="0.5", ls=":", lw=0.8)
+        ax.set_xlabel("k [h/Mpc]")
+    ax_p.axhspan(0.97, 1.03, color="0.9", label="±3%")
+    ax_s.set_ylabel("S(k) = P_total / P_DMO")
+    ax_p.set_ylabel("P_total painted / P_total true")
+    ax_s.legend(fontsize=7)
+    ax_s.set_title("Baryonic suppression of the painted box", fontsize=9)
+    ax_p.set_title("Total matter: painted vs true (dotted: k_Nyq/2)", fontsize=9)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -194,7 +246,11 @@ def main(argv: list[str] | None = None) -> dict:
             for r in rows
             if r["model"] == "consistency"
         },
-        "background_only": spectra(baseline.maps, box.hydro, box.box_size, box.channel_names),
+        "background_only": {
+            "channels": spectra(baseline.maps, box.hydro, box.box_size, box.channel_names),
+            "suppression": suppression_row(baseline.maps, box),
+        },
+        "suppression_true": [_finite(v) for v in suppression(box.hydro, box.dmo, box.box_size)],
         "memory": {
             "paint_traced_peak_mb": round(traced_peak(student, box, inputs, args), 2),
             "all_cutouts_mb": round(
@@ -215,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     write_json(args.out, result)
+    plot_suppression(result, args.out.with_suffix(".png"))
     print(
         f"speed-up over the teacher: {result['speedup_vs_teacher']}; memory "
         f"{result['memory']} → {args.out}"
