@@ -1,4 +1,4 @@
-"""Throughput of the embedded halo simulator (DESIGN.md §3): maps per second.
+"""Throughput of the embedded halo simulator (docs/design.md §3): maps per second.
 
     python benchmarks/bench_generate.py [--params params.yaml] [--n-maps 10000]
                                         [--resolution 64] [--realizations 0] [--context]

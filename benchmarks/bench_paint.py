@@ -1,4 +1,4 @@
-"""Painting a whole box (DESIGN.md §7): halos per second and full-box P(k), painted vs true.
+"""Painting a whole box (docs/design.md §7): halos per second and full-box P(k), painted vs true.
 
     python benchmarks/bench_paint.py [--params params.yaml] [--models-dir models]
                                      [--n-pixels 512] [--n-halos 400] [--steps 1 2]

@@ -1,4 +1,4 @@
-"""Known answers for the diffusion maths (DESIGN.md §5), shared by the tests.
+"""Known answers for the diffusion maths (docs/design.md §5), shared by the tests.
 
 A Gaussian random field x ~ N(0, C) with C diagonal in (orthonormal) 2-D Fourier space, power
 P_k per mode, has the exact denoiser D(x, σ) = C (C + σ²)⁻¹ x and the exact consistency map

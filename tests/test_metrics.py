@@ -1,4 +1,4 @@
-"""Known-answer tests for halocm.evaluation.metrics (issue 4, DESIGN.md §6)."""
+"""Known-answer tests for halocm.evaluation.metrics (issue 4, docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Painting a whole box (DESIGN.md §7): the pasting identity, the partition of unity, periodic
+"""Painting a whole box (docs/design.md §7): the pasting identity, the partition of unity, periodic
 wrap, bounded memory, box mode, inputs checked once, the model path and one-line errors
 (library and CLI)."""
 

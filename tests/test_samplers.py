@@ -1,4 +1,4 @@
-"""Samplers against the Gaussian known answer (DESIGN.md §5), NFE counts, per-sample seeding."""
+"""Samplers against the Gaussian known answer (docs/design.md §5), NFE counts, per-map seeds."""
 
 import itertools
 import math

@@ -1,4 +1,4 @@
-"""Data contracts of the readers: external .npz and CAMELS CMD (DESIGN.md §4)."""
+"""Data contracts of the readers: external .npz and CAMELS CMD (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Data-parallel training under `torchrun`: the process group, this process's rank, shards.
 
 `torchrun --nproc_per_node=N -m halocm train` starts N copies of the same command with
-RANK, LOCAL_RANK and WORLD_SIZE in the environment (DESIGN.md §9). Each copy builds the same
+RANK, LOCAL_RANK and WORLD_SIZE in the environment (docs/design.md §9). Each copy builds the same
 network, takes its slice of the same global batch and lets DistributedDataParallel average the
 gradients, so one step equals a one-process step on the whole global batch. A plain
 `halocm train` sets none of these variables and runs exactly as without this module.

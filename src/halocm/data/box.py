@@ -1,4 +1,4 @@
-"""Box mode of the halo simulator (DESIGN.md §3, §7): a whole periodic box to paint and score.
+"""Box mode of the halo simulator (docs/design.md §3, §7): a whole periodic box to paint and score.
 
 One projected slab of side L = N h (h the cutout simulator's pixel side) holds many host halos
 under one cosmology and feedback θ:

@@ -1,6 +1,6 @@
 """Per-channel normalisation of maps and parameters, with its exact inverse.
 
-Maps (DESIGN.md §4): y = (log10(1 + x) − mean_c) / std_c, channel c on axis −3, statistics of
+Maps (docs/design.md §4): y = (log10(1 + x) − mean_c) / std_c, channel c on axis −3, statistics of
 the training split only; inverse x = 10^(y·std_c + mean_c) − 1. Parameters: plain z-score
 p' = (p − mean_j) / std_j. The functions accept NumPy arrays and torch tensors alike and keep
 their dtype (and device); log1p/expm1 keep the round trip exact for near-empty pixels too.

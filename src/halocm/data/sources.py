@@ -1,6 +1,6 @@
 """Readers that turn raw data into one in-memory form, `RawData`, and check it.
 
-Three sources share the contract of DESIGN.md §4: the embedded simulator's
+Three sources share the contract of docs/design.md §4: the embedded simulator's
 `raw_dir/synthetic.npz`, an external `.npz` of the same layout, and the CAMELS CMD 2D maps.
 All maps are *mass per pixel* in Msun/h and must be square (H == W): the metrics measure
 spectra over a square box of side `box_size`, so a non-square map is rejected at read time.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_BOX_SIZE = 6.25  # Mpc/h, the simulator's cutout side (DESIGN.md §3)
+DEFAULT_BOX_SIZE = 6.25  # Mpc/h, the simulator's cutout side (docs/design.md §3)
 DEFAULT_TARGET_NAMES = ("dm_hydro", "gas", "stars")
 EXTRA_KEYS = ("halo_mass", "r200", "truth_realizations")
 # Extras that are masses or lengths, so that a negative value is an error.
@@ -76,7 +76,7 @@ class RawData:
 
 
 def read_npz(path: str | Path) -> RawData:
-    """Read and validate one external `.npz` (DESIGN.md §4); keys other than those known are
+    """Read and validate one external `.npz` (docs/design.md §4); keys other than those known are
     ignored. Missing optional keys get defaults: no params, one group per map, box 6.25."""
     path = Path(path)
     origin = str(path)

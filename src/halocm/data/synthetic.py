@@ -1,4 +1,4 @@
-"""The embedded halo simulator (DESIGN.md §3).
+"""The embedded halo simulator (docs/design.md §3).
 
 One cutout per host halo, in the spirit of baryonification (Schneider & Teyssier 2015):
 a gravity-only (DMO) map — projected tapered NFW host + subhalos + a lognormal background —
@@ -56,7 +56,7 @@ CHANNEL_NAMES = ("dm_hydro", "gas", "stars")
 # Little h used only to put Moster et al. (2013), calibrated in Msun, into Msun/h (CAMELS h).
 H_LITTLE = 0.6711
 
-# --- CAMELS LH-like parameter ranges (DESIGN.md §3).
+# --- CAMELS LH-like parameter ranges (docs/design.md §3).
 OMEGA_M_RANGE = (0.1, 0.5)
 SIGMA_8_RANGE = (0.6, 1.0)
 FEEDBACK_RANGE = (0.25, 4.0)  # A_SN1 and A_AGN1, log-uniform

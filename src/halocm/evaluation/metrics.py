@@ -1,4 +1,4 @@
-"""Summary statistics that compare generated and true baryonic maps (DESIGN.md §6).
+"""Summary statistics that compare generated and true baryonic maps (docs/design.md §6).
 
 Every function takes numpy arrays and returns numpy arrays or Python floats. Maps are
 square ``(H, W)`` images or batches ``(..., H, W)``; functions marked *physical* take mass
@@ -73,7 +73,7 @@ def overdensity(x: np.ndarray) -> np.ndarray:
 
 
 def log_field(x: np.ndarray) -> np.ndarray:
-    """The ``log10(1 + x)`` transform used for SSIM, PSNR and the pixel PDF (DESIGN.md §4)."""
+    """The ``log10(1 + x)`` transform used for SSIM, PSNR and the pixel PDF (docs/design.md §4)."""
     return np.log10(1.0 + np.asarray(x, dtype=np.float64))
 
 
@@ -174,7 +174,7 @@ def _re_cross(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
 def power_spectrum(
     delta: np.ndarray, box_size: float, n_bins: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ring-averaged 2-D power spectrum ``P(k) = L² |δ̂_k|² / N⁴`` (DESIGN.md §6).
+    """Ring-averaged 2-D power spectrum ``P(k) = L² |δ̂_k|² / N⁴`` (docs/design.md §6).
 
     ``delta``: overdensity maps (..., N, N); ``box_size`` L in Mpc/h; ``n_bins``: keep rings
     1…n_bins (default N/2, up to the Nyquist wavenumber π N / L). Returns ``k`` (n_k,) in
@@ -226,7 +226,7 @@ def _pk_err_bins(n: int) -> int:
 
 
 def pk_error(gen: np.ndarray, true: np.ndarray, box_size: float) -> float:
-    """``pk_err`` = mean over k ≤ k_Nyq/2 of |⟨P_gen⟩/⟨P_true⟩ − 1| (DESIGN.md §6).
+    """``pk_err`` = mean over k ≤ k_Nyq/2 of |⟨P_gen⟩/⟨P_true⟩ − 1| (docs/design.md §6).
 
     *Physical* maps (..., N, N); spectra of their overdensities, averaged over the batch.
     Rings where the true power vanishes carry no information and are skipped (NaN if all do).

@@ -1,4 +1,4 @@
-"""Painting a whole box (DESIGN.md §7): the algorithm (`core`) and its checked inputs and
+"""Painting a whole box (docs/design.md §7): the algorithm (`core`) and its checked inputs and
 written outputs (`io`). `halocm paint` reads with `read_dmo` and `read_catalog`, paints with
 `paint_with_generator` and writes with `save_painting`; a Python caller may hand arrays and
 DataFrames to `paint` / `paint_with_generator`, which check them once."""

@@ -1,4 +1,4 @@
-"""The painting algorithm (DESIGN.md §7): every halo's cutout generated, pasted back smoothly.
+"""The painting algorithm (docs/design.md §7): every halo's cutout generated, pasted back smoothly.
 
 Given a periodic DMO map of the box (N × N, mass per pixel, rows = y) and a halo catalogue
 (x, y in Mpc/h, m200 in Msun/h), each halo with M200 ≥ mass_min gets an n × n cutout of the

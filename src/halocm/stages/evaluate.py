@@ -1,4 +1,4 @@
-"""`halocm evaluate`: the benchmark (DESIGN.md §6) → metrics/ and reports/."""
+"""`halocm evaluate`: the benchmark (docs/design.md §6) → metrics/ and reports/."""
 
 from __future__ import annotations
 

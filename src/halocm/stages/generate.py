@@ -1,4 +1,4 @@
-"""`halocm generate`: the embedded halo simulator's maps (DESIGN.md §3) → raw_dir."""
+"""`halocm generate`: the embedded halo simulator's maps (docs/design.md §3) → raw_dir."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`halocm paint`: paint baryons into a whole DMO box from its halo catalogue (DESIGN.md §7)."""
+"""`halocm paint`: paint baryons into a whole DMO box from its catalogue (docs/design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`halocm prepare`: the configured source → normalised, halo-grouped splits (DESIGN.md §4)."""
+"""`halocm prepare`: the configured source → normalised, halo-grouped splits (docs/design.md §4)."""
 
 from __future__ import annotations
 
