@@ -1,6 +1,7 @@
 """Prefect flow: the halocm pipeline, one task per stage of the stage graph (halocm.pipeline).
 
-Run once (no server needed):  python flows/pipeline.py [--params params.yaml] [--set k=v ...]
+Run once (no server needed):
+    python flows/pipeline.py [--params params.yaml] [--set-file tuned.yaml] [--set k=v ...]
 A stage whose params, input files and code (its import closure) are unchanged, and whose outputs
 are still the ones it wrote, is a cache hit and is skipped; the log says `stage NAME: cached` or
 `stage NAME: ran`.
@@ -14,10 +15,11 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from halocm.config import load_config
-from halocm.pipeline import STAGES, fingerprint, output_digests, run_stage
-from halocm.tracking import pipeline_run
+from halocm.config import load_config, read_overrides
+from halocm.pipeline import STAGES, fingerprint, output_digests, run_stage, summarize
+from halocm.tracking import pipeline_run, study_link
 
 
 def _retry_on_io_error(task, task_run, state) -> bool:
@@ -93,15 +95,22 @@ def publish_benchmark(metrics_dir: str, reports_dir: str) -> None:
 
 
 @flow(name="halocm-pipeline", log_prints=True)
-def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """generate → prepare → pretrain → train → evaluate → register.
+def pipeline(
+    params: str = "params.yaml", overrides: list[str] | None = None, set_file: str | None = None
+) -> dict:
+    """generate → prepare → pretrain → train → evaluate → register, under one MLflow parent
+    run; `set_file` (e.g. the tuned values of `halocm tune`) and `overrides` (key=value)
+    change values as --set does.
 
     Returns {"outputs": {stage: [paths]}, "ran": [stages], "cached": [stages]}.
     """
-    overrides = list(overrides or [])
+    overrides = [*(read_overrides(set_file) if set_file else []), *(overrides or [])]
     cfg = load_config(params, overrides)
     outputs, ran, cached = {}, [], []
-    with pipeline_run(cfg.tracking, "pipeline"):
+    tags = {"launcher": "prefect", "prefect_flow_run": str(flow_run.id)}
+    if set_file:
+        tags.update(study_link(set_file))
+    with pipeline_run(cfg.tracking, "pipeline", tags) as run_id:
         for name, stage in STAGES.items():
             if not stage.active(cfg):
                 continue
@@ -110,12 +119,16 @@ def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) ->
             (cached if hit else ran).append(name)
             print(f"stage {name}: {'cached' if hit else 'ran'}")
         publish_benchmark(str(cfg.paths.metrics_dir), str(cfg.paths.reports_dir))
+        summarize(run_id, cfg)
     return {"outputs": outputs, "ran": ran, "cached": cached}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument("--set-file", help="YAML file of dotted keys → values (tuned values)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="override key=value"
+    )
     args = parser.parse_args()
-    pipeline(args.params, args.overrides)
+    pipeline(args.params, args.overrides, args.set_file)

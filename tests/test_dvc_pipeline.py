@@ -124,18 +124,20 @@ ENV = {
 
 
 def _run(repo: Path, *cmd: str, timeout: float = 300) -> str:
-    """Run a command in the repository; stdout and stderr together (DVC logs to both)."""
+    """Run a command in the repository; stdout and stderr (DVC logs to both) into one stream,
+    in the order a terminal shows them."""
     env = {**os.environ, **ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("HALOCM_MLFLOW_PARENT_RUN_ID", None)
     proc = subprocess.run(
         list(cmd),
         cwd=repo,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout,
     )
-    output = proc.stdout + proc.stderr
+    output = proc.stdout
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}"
     return output
 
@@ -220,9 +222,12 @@ def test_first_repro_runs_every_stage_and_writes_the_outputs(repo, first_repro):
         "metrics/pk_ratio.csv",
         "reports/benchmark.md",
         "reports/pk_ratio.png",
+        "reports/rank_hist.png",
         "reports/generated_cutouts.png",
     ]:
         assert (repo / path).is_file(), path
+    # DVC stages what it changed itself (core.autostage) instead of printing a git hint.
+    assert "To track the changes with git" not in output
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert list(lock["stages"]) == ORDER
     assert lock["stages"]["train"]["params"]["params.yaml"]["ct"]["target_ema"] == 0.999
@@ -284,29 +289,57 @@ def test_editing_a_module_a_stage_runs_marks_that_stage_changed(repo):
     assert changed() == set()
 
 
+def _children(runs: list, parent) -> set[str]:
+    """The stages of the runs whose parent is `parent`."""
+    return {
+        r.data.tags["stage"]
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+
+
+def _pipeline_runs(repo: Path, launcher: str) -> list:
+    runs = _mlflow_runs(repo)
+    return [r for r in runs if r.data.tags.get("launcher") == launcher]
+
+
 def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(repo):
     output = _run(repo, "halocm", "pipeline")
     assert "pipeline up to date: nothing to rerun" in output
     assert _ran(output) == []
     assert "models/consistency.pt" in output and "reports/benchmark.md" in output
     assert re.search(r"registry\s+halocm-consistency version \d+ @(champion|challenger)", output)
-    assert "consistency 1" in output and "(pk_err / rk_err per channel" in output
-    assert not [r for r in _mlflow_runs(repo) if r.data.tags.get("stage") == "pipeline"]
+    assert re.search(r"consistency 1\s+\d\.\d{3}\s+\d\.\d{3}", output) and "(means over" in output
+    assert not _pipeline_runs(repo, "halocm pipeline")
 
     # A changed evaluate key: `halocm pipeline` = `dvc repro` under one MLflow parent run.
     _set_param(repo, "evaluate", "timing_repeats", 2)
     output = _run(repo, "halocm", "pipeline")
     assert _ran(output) == ["evaluate", "register"]
     runs = _mlflow_runs(repo)
-    parents = [r for r in runs if r.data.tags.get("stage") == "pipeline"]
+    parents = _pipeline_runs(repo, "halocm pipeline")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = {
-        r.data.tags["stage"]
-        for r in runs
-        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
-    }
+    parent = parents[0]
+    children = _children(runs, parent)
     assert children == {"evaluate", "register"}
-    assert "dvc_lock_md5" in parents[0].data.tags and "git_commit" in parents[0].data.tags
+    assert "dvc_lock_md5" in parent.data.tags and "git_commit" in parent.data.tags
+    assert parent.data.tags["git_dirty"] == "true"  # params.yaml differs from the commit
+    assert "evaluate.timing_repeats: 1 → 2" in parent.data.tags["params_diff"]
+    # What the runs table shows for it: the headline, the params that differ, the datasets.
+    assert 0 < len(parent.data.metrics) <= 20
+    assert parent.data.params["evaluate.timing_repeats"] == "2"
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {
+        "halocm-train", "halocm-val", "halocm-test"
+    }  # fmt: skip
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    md5 = {o["path"]: o["md5"] for o in lock["stages"]["prepare"]["outs"]}
+    digests = {d.dataset.name: d.dataset.digest for d in parent.inputs.dataset_inputs}
+    assert digests["halocm-test"] == md5["data/processed/test.npz"]  # DVC's hash
+    assert parent.data.tags["registered"].startswith("halocm-consistency v")
+    # Plain `dvc repro` runs (the earlier tests) have a parent too: one per DVC command.
+    orphans = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert all(r.data.tags["stage"] == "pipeline" for r in orphans)
+    assert _pipeline_runs(repo, "dvc repro")
 
 
 def test_exp_run_with_a_param_and_exp_show_lists_it_with_metrics(repo):
@@ -329,6 +362,17 @@ def test_exp_run_with_a_param_and_exp_show_lists_it_with_metrics(repo):
     assert data["metrics"]["metrics/benchmark.json"]["data"]["n_parameters"] > 0
     # The experiment's results are applied to the workspace, which is reproduced.
     assert _ran(_run(repo, "dvc", "repro")) == []
+    # In MLflow its stages nest under one run for the experiment, which holds the headline.
+    runs = _mlflow_runs(repo)
+    parent = next(r for r in runs if r.info.run_name == f"dvc exp {name}")
+    assert parent.data.tags["launcher"] == "dvc exp run" and parent.info.status == "FINISHED"
+    stages = _children(runs, parent)
+    assert stages == {"train", "evaluate", "register"}
+    assert 0 < len(parent.data.metrics) <= 20 and parent.data.params["ct.target_ema"] == "0.98"
+    # `dvc plots diff` against the committed results draws both revisions.
+    diff = json.loads(_run(repo, "dvc", "plots", "diff", "HEAD", name, "--json"))["data"]
+    values = diff["pk_ratio"][0]["content"]["data"]["values"]
+    assert {v["rev"] for v in values} == {"HEAD", name}
 
 
 def test_metrics_and_plots_show_read_the_evaluate_outputs(repo):
@@ -339,6 +383,44 @@ def test_metrics_and_plots_show_read_the_evaluate_outputs(repo):
     headline = json.loads((repo / "metrics/headline.json").read_text())
     assert files["metrics/headline.json"]["data"] == headline
     plots = json.loads(_run(repo, "dvc", "plots", "show", "--json"))["data"]
-    assert set(plots) == {"metrics/pk_ratio.csv", "metrics/quality_vs_nfe.csv"}
+    assert set(plots) == {"pk_ratio", "r_k", "pk_err_vs_nfe", "rk_err_vs_nfe"}
     for plot in plots.values():
-        assert plot[0]["content"]["data"]["values"], plot
+        content = plot[0]["content"]
+        # The template's panels and series: one column per channel, a colour per sampler.
+        assert content["facet"]["column"]["field"] == "channel"
+        assert content["spec"]["encoding"]["color"]["field"] == "sampler"
+        assert content["spec"]["encoding"]["x"]["scale"]["type"] == "log"
+        values = content["data"]["values"]
+        assert len({v["sampler"] for v in values}) >= 2 and len({v["channel"] for v in values}) >= 3
+
+
+def test_pipeline_with_tuned_values_runs_an_experiment_linked_to_the_study(repo):
+    """`halocm tune` writes dotted overrides with its study in the header; `halocm pipeline
+    --set-file` runs them as a DVC experiment under an MLflow run that links to the study."""
+    tuned = repo / "params.tuned.yaml"
+    tuned.write_text(
+        "# Written by `halocm tune`: study halocm, best trial 4 (val_score 0.61).\n"
+        "ct.target_ema: 0.97\n"
+    )
+    cmd = ("halocm", "pipeline", "--set-file", "params.tuned.yaml")
+    output = _run(repo, *cmd, timeout=600)
+    assert _ran(output) == ["train", "evaluate", "register"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["ct"]["target_ema"] == 0.97
+    name = re.search(r"experiment (\S+): its values are now in params.yaml", output).group(1)
+    parent = _pipeline_runs(repo, "halocm pipeline")[0]  # the newest first
+    tags = parent.data.tags
+    assert (tags["optuna.study"], tags["optuna.trial"], tags["dvc_exp_name"]) == (
+        "halocm",
+        "4",
+        name,
+    )
+    assert tags["tuned_from"] == "params.tuned.yaml"
+    assert parent.data.params["ct.target_ema"] == "0.97"
+    shown = json.loads(_run(repo, "dvc", "exp", "show", "--json"))
+    names = [rev["name"] for b in shown for e in b.get("experiments") or [] for rev in e["revs"]]
+    assert name in names
+    # A quiet console: the summary ends it, with no third-party warning or DVC hint near it.
+    console = output.rstrip().splitlines()
+    assert console[-1].startswith("(means over")
+    assert not [line for line in console[-40:] if "Warning" in line or "git add" in line]
+    assert _ran(_run(repo, "dvc", "repro")) == []

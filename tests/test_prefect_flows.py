@@ -265,16 +265,33 @@ def _cli(env: dict, cwd: Path, *args: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
+def _clean_checkout(dest: Path) -> None:
+    """What a fresh clone of this working tree holds: Git's tracked and unignored files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+
+
 @pytest.mark.slow
 def test_deployment_from_prefect_yaml_runs_through_a_worker(prefect_server, empty_store, tmp_path):
+    """The work-pool route as prefect.yaml documents it, from a clean checkout and with no
+    variable to set: `prefect deploy --all` in the project records its directory."""
     env, url = prefect_server, prefect_server["PREFECT_API_URL"]
     project = tmp_path / "project"
-    _tiny_project(project, empty_store)
-    shutil.copytree(ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "prefect.yaml", project / "prefect.yaml")
+    _clean_checkout(project)
+    _tiny_project(project, empty_store)  # tiny sizes; MLflow in a migrated copy
+    assert "HALOCM_PROJECT_DIR" not in env
 
     _cli(env, project, "work-pool", "create", "halocm", "--type", "process")
-    _cli({**env, "HALOCM_PROJECT_DIR": str(project)}, project, "--no-prompt", "deploy", "--all")
+    _cli(env, project, "--no-prompt", "deploy", "--all")
     nightly = _api(url, "/deployments/name/halocm-pipeline/nightly")
     assert nightly["work_pool_name"] == "halocm"
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]

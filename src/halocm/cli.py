@@ -27,8 +27,17 @@ app = typer.Typer(
     help="Paint baryons onto dark-matter halos with consistency models.",
 )
 
-ParamsOpt = Annotated[Path, typer.Option("--params", help="params file")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a.b=value")]
+ParamsOpt = Annotated[
+    Path, typer.Option("--params", help="params file: every value of every stage")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="override one value of the params file, KEY=VALUE (VALUE read as YAML), e.g. "
+        "ct.target_ema=0.99; repeatable",
+    ),
+]
 PARAMS_DEFAULT = Path("params.yaml")
 
 
@@ -36,7 +45,12 @@ class UsageError(ValueError):
     """Bad command-line input (not config, not data)."""
 
 
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="continue from the last checkpoint (models/checkpoints/<name>-last.pt)"
+    ),
+]
 
 
 def one_line_errors(fn):
@@ -98,18 +112,37 @@ for _stage in STAGES.values():
 
 @app.command()
 @one_line_errors
-def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
-    """The whole pipeline with DVC (`dvc repro` under one MLflow parent run), then a summary."""
+def pipeline(
+    set_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--set-file",
+            help="YAML file of dotted keys → values to run with (e.g. the tuned values "
+            "`halocm tune` writes); applied like --set",
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = PARAMS_DEFAULT,
+) -> None:
+    """The whole pipeline with DVC under one MLflow parent run, then a summary: `dvc repro`,
+    or with --set-file/--set `dvc exp run -S key=value ...` (DVC writes the values into
+    params.yaml and records an experiment)."""
+    from halocm.config import read_overrides
     from halocm.pipeline import reproduce, summary
+    from halocm.tracking import study_link
 
-    if params != PARAMS_DEFAULT or set_:
+    if params != PARAMS_DEFAULT:
         raise UsageError(
-            "the DVC pipeline reads params.yaml: edit it, or use "
-            "`dvc exp run -S key=value` for a one-off change"
+            "the DVC pipeline reads params.yaml: change values with --set key=value or "
+            "--set-file FILE (run as `dvc exp run -S`)"
         )
-    if not reproduce():
+    overrides = [*(read_overrides(set_file) if set_file else []), *(set_ or [])]
+    ran, experiment = reproduce(overrides, tags=study_link(set_file) if set_file else None)
+    if not ran:
         typer.echo("pipeline up to date: nothing to rerun")
-    typer.echo(summary(_config(params, set_)))
+    elif experiment:
+        typer.echo(f"experiment {experiment}: its values are now in params.yaml (dvc exp show)")
+    typer.echo(summary(_config(params, None)))
 
 
 @app.command("dvc-yaml")
@@ -117,7 +150,7 @@ def pipeline(params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None) -> None:
 def dvc_yaml(
     params: ParamsOpt = PARAMS_DEFAULT,
     set_: SetOpt = None,
-    out: Annotated[Path, typer.Option(help="where to write it")] = Path("dvc.yaml"),
+    out: Annotated[Path, typer.Option(help="where to write the rendered file")] = Path("dvc.yaml"),
 ) -> None:
     """Write dvc.yaml from the stage graph (paths from the params file)."""
     from halocm.io import write_text
@@ -130,13 +163,21 @@ def dvc_yaml(
 @app.command()
 @one_line_errors
 def sample(
-    model: Annotated[Path, typer.Option(help="checkpoint (.pt)")],
-    condition: Annotated[Path, typer.Option(help=".npz with `condition` (and `params`)")],
-    out: Annotated[Path, typer.Option(help="output .npz")],
-    steps: int = typer.Option(1, min=1),
-    realizations: int = typer.Option(1, min=1),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
+    model: Annotated[Path, typer.Option(help="checkpoint, e.g. models/consistency.pt")],
+    condition: Annotated[
+        Path,
+        typer.Option(
+            help=".npz with `condition` (N, Cc, H, W), DMO mass per pixel [Msun/h], and the "
+            "model's `params` (N, P)"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="output .npz: `samples` (N, R, C, H, W), mass per pixel [Msun/h]")
+    ],
+    steps: int = typer.Option(1, min=1, help="sampling steps = network evaluations per map"),
+    realizations: int = typer.Option(1, min=1, help="maps drawn per condition (R)"),
+    seed: int = typer.Option(0, help="random seed; map i, draw r uses (seed, i, r)"),
+    device: str = typer.Option("auto", help="cpu, cuda, or auto (cuda when available)"),
     params: ParamsOpt = PARAMS_DEFAULT,
     set_: SetOpt = None,
 ) -> None:
@@ -160,9 +201,17 @@ def sample(
 @app.command()
 @one_line_errors
 def tune(
-    n_trials: int = typer.Option(None, "--n-trials", min=1),
-    storage: str = typer.Option(None, help="Optuna storage: journal file path or SQLAlchemy URL"),
-    study_name: str = typer.Option(None, "--study-name"),
+    n_trials: int = typer.Option(
+        None, "--n-trials", min=1, help="trials this process runs (default: tune.n_trials)"
+    ),
+    storage: str = typer.Option(
+        None,
+        help="Optuna storage: a journal file, or a database URL such as "
+        "postgresql+psycopg2://U:P@HOST/optuna (default: tune.storage, else optuna.journal)",
+    ),
+    study_name: str = typer.Option(
+        None, "--study-name", help="study to create or join (default: tune.study_name)"
+    ),
     params: ParamsOpt = PARAMS_DEFAULT,
     set_: SetOpt = None,
 ) -> None:
@@ -177,15 +226,37 @@ def tune(
 @app.command()
 @one_line_errors
 def paint(
-    model: Annotated[Path, typer.Option(help="checkpoint (.pt)")],
-    dmo: Annotated[Path, typer.Option(help="full-box DMO map (.npy, mass per pixel)")],
-    halos: Annotated[Path, typer.Option(help="halo catalogue (.csv: x, y, m200)")],
-    box_size: Annotated[float, typer.Option("--box-size", help="box side, Mpc/h")],
-    out: Annotated[Path, typer.Option(help="output .npz")],
-    steps: int = typer.Option(None, min=1, help="sampling steps (default paint.sampling_steps)"),
-    realizations: int = typer.Option(None, min=1),
-    mass_min: float = typer.Option(None, "--mass-min"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1),
+    model: Annotated[Path, typer.Option(help="checkpoint, e.g. models/consistency.pt")],
+    dmo: Annotated[
+        Path,
+        typer.Option(help="whole-box DMO map: .npy, N × N, mass per pixel [Msun/h], rows = y"),
+    ],
+    halos: Annotated[
+        Path,
+        typer.Option(
+            help="halo catalogue .csv: x, y [Mpc/h], m200 [Msun/h], and the model's "
+            "parameter columns"
+        ),
+    ],
+    box_size: Annotated[
+        float,
+        typer.Option("--box-size", help="box side L [Mpc/h]; L/N must be the model's pixel side"),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="output .npz (painted maps, coverage) and OUT_halos.csv")
+    ],
+    steps: int = typer.Option(
+        None, min=1, help="sampling steps per halo (default: paint.sampling_steps)"
+    ),
+    realizations: int = typer.Option(
+        None, min=1, help="maps drawn per halo (default: paint.realizations)"
+    ),
+    mass_min: float = typer.Option(
+        None, "--mass-min", help="paint halos of M200 ≥ this [Msun/h] (default: paint.mass_min)"
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="cutouts per network call (default: paint.batch_size)"
+    ),
     params: ParamsOpt = PARAMS_DEFAULT,
     set_: SetOpt = None,
 ) -> None:
@@ -211,12 +282,38 @@ def paint(
 @app.command()
 @one_line_errors
 def ui(
-    params: ParamsOpt = PARAMS_DEFAULT, set_: SetOpt = None, port: int = typer.Option(5000)
+    params: ParamsOpt = PARAMS_DEFAULT,
+    set_: SetOpt = None,
+    port: int = typer.Option(5000, help="port on 127.0.0.1"),
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for this project's runs."""
     from halocm.tracking import serve_ui
 
     serve_ui(_config(params, set_).tracking, port=port)
+
+
+@app.command()
+@one_line_errors
+def box(
+    out: Annotated[
+        Path, typer.Option(help="directory for dmo.npy, halos.csv and truth.npz")
+    ] = Path("box"),
+    pixels: int = typer.Option(
+        256,
+        min=8,
+        help="box side in pixels N; one pixel is simulator.box_size / simulator.resolution "
+        "[Mpc/h] (0.195 by default: 256 pixels = 50 Mpc/h)",
+    ),
+    halos: int = typer.Option(100, min=1, help="host halos in the box"),
+    seed: int = typer.Option(None, help="random seed (default: seed in the params file)"),
+    params: ParamsOpt = PARAMS_DEFAULT,
+    set_: SetOpt = None,
+) -> None:
+    """Simulate a whole periodic DMO box, its halo catalogue and its true hydro maps (the
+    simulator's box mode): the inputs of `halocm paint`, and the truth to score it."""
+    from halocm.stages.box import box as run
+
+    typer.echo(run(_config(params, set_), out=out, pixels=pixels, halos=halos, seed=seed))
 
 
 def main() -> None:

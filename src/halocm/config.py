@@ -283,6 +283,7 @@ class Tracking(_Section):
     gate_sampling_steps: int = Field(ge=1)
     gate_max_pk_err: float = Field(gt=0)
     gate_max_rk_err: float = Field(gt=0)
+    gate_max_mass_bias: float = Field(gt=0)
 
 
 class Tune(_Section):

@@ -8,11 +8,22 @@ The model config holds the sampling settings the pipeline registered it with.
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow
 import numpy as np
 
+# Loading mlflow.pyfunc (below, lazily) warns about `Any` hints in MLflow's own GenAI types,
+# which this model does not use (a filter, not catch_warnings: that is not thread-safe).
+warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType")
+
 
 class HalocmConsistencyModel(mlflow.pyfunc.PythonModel):
+    # MLflow's type-hint validation of `predict` cannot describe this input (a dict of float
+    # arrays of different ranks) and would warn at every definition; the signature logged
+    # from the input example checks inputs instead. MLflow's own opt-out for such models:
+    _skip_type_hint_validation = True
+
     def load_context(self, context) -> None:
         from halocm.api import SampleSettings, load_model
 

@@ -56,6 +56,7 @@ class Stage:
     resumable: bool = False  # takes --resume (continue from the last checkpoint)
     loads: tuple[str, ...] = ()  # modules it runs without importing them (by file path)
     active: Callable[[Config], bool] = lambda cfg: True  # the Prefect flow skips it if False
+    logs_model: bool = False  # its run logs models/consistency.pt as an MLflow LoggedModel
 
     def out_paths(self, cfg: Config) -> list[Path]:
         return [out.path(cfg) for out in self.outs]
@@ -94,7 +95,8 @@ STAGES: dict[str, Stage] = {
             name="prepare",
             module="halocm.stages.prepare",
             help="Validate, split by group and normalise the raw data → data/processed/.",
-            params=("seed", "data"),
+            # model.channel_mult: the map side must halve once per UNet level.
+            params=("seed", "data", "model.channel_mult"),
             deps=_all(source_path),
             outs=(
                 Out(_split("train")),
@@ -143,6 +145,7 @@ STAGES: dict[str, Stage] = {
             deps=_all(_split("train"), _split("val"), norm_stats_path, mean_path, denoiser_path),
             outs=(Out(consistency_path),),
             resumable=True,
+            logs_model=True,
         ),
         Stage(
             name="evaluate",
@@ -159,22 +162,14 @@ STAGES: dict[str, Stage] = {
                     "quality_vs_nfe.png",
                     "speed_vs_nfe.png",
                     "profiles.png",
+                    "rank_hist.png",
                 ),
                 Out(_in("metrics_dir", "benchmark.json"), kind="metrics", cache=False),
                 # Flat channel means per sampler/steps, for `dvc exp show`.
                 Out(_in("metrics_dir", "headline.json"), kind="metrics", cache=False),
-                Out(
-                    _in("metrics_dir", "pk_ratio.csv"),
-                    kind="plots",
-                    cache=False,
-                    plot={"x": "k", "y": "pk_ratio", "template": "linear"},
-                ),
-                Out(
-                    _in("metrics_dir", "quality_vs_nfe.csv"),
-                    kind="plots",
-                    cache=False,
-                    plot={"x": "nfe", "y": "pk_err", "template": "scatter"},
-                ),
+                # Long tables drawn by the top-level PLOTS (templates in .dvc/plots/).
+                Out(_in("metrics_dir", "pk_ratio.csv"), cache=False),
+                Out(_in("metrics_dir", "quality_vs_nfe.csv"), cache=False),
             ),
         ),
         Stage(
@@ -192,9 +187,64 @@ STAGES: dict[str, Stage] = {
 }
 
 
+@dataclass(frozen=True)
+class Plot:
+    """A top-level DVC plot of a long table (`sampler` and `channel` columns): one panel per
+    channel, one labelled series per sampler and revision (templates in .dvc/plots/)."""
+
+    title: str
+    path: Callable[[Config], Path]
+    x: str
+    y: str
+    template: str
+    x_label: str
+    y_label: str
+
+
+PLOTS: dict[str, Plot] = {
+    "pk_ratio": Plot(
+        "P(k) ratio to the truth",
+        _in("metrics_dir", "pk_ratio.csv"),
+        x="k",
+        y="pk_ratio",
+        template="halocm_loglog",
+        x_label="k [h/Mpc]",
+        y_label="<P_gen> / <P_true>",
+    ),
+    "r_k": Plot(
+        "cross-correlation with the truth",
+        _in("metrics_dir", "pk_ratio.csv"),
+        x="k",
+        y="r",
+        template="halocm_logx",
+        x_label="k [h/Mpc]",
+        y_label="r(k) = P_x / sqrt(P_gen P_true)",
+    ),
+    "pk_err_vs_nfe": Plot(
+        "pk_err versus network evaluations",
+        _in("metrics_dir", "quality_vs_nfe.csv"),
+        x="nfe",
+        y="pk_err",
+        template="halocm_loglog",
+        x_label="network evaluations per map (NFE)",
+        y_label="pk_err = mean |P_gen/P_true - 1|",
+    ),
+    "rk_err_vs_nfe": Plot(
+        "rk_err versus network evaluations",
+        _in("metrics_dir", "quality_vs_nfe.csv"),
+        x="nfe",
+        y="rk_err",
+        template="halocm_loglog",
+        x_label="network evaluations per map (NFE)",
+        y_label="rk_err = mean (1 - r)",
+    ),
+}
+
+
 def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
-    """Run one stage inside its MLflow run, holding the lock of its output directories (a
-    second writer is refused); returns the stage's output paths."""
+    """Run one stage inside its MLflow run (the params it reads, the splits it reads as
+    datasets), holding the lock of its output directories (a second writer is refused);
+    returns the stage's output paths."""
     from halocm.lock import output_lock
     from halocm.tracking import stage_run
 
@@ -203,13 +253,60 @@ def run_stage(cfg: Config, name: str, *, resume: bool = False) -> list[Path]:
     directories = {path.parent for path in stage.out_paths(cfg)}
     with (
         output_lock(directories, f"halocm {name}"),
-        stage_run(cfg.tracking, name, cfg.to_dict()) as log,
+        stage_run(cfg.tracking, name, stage_params(cfg, stage), stage_splits(cfg, stage)) as log,
     ):
         if stage.resumable:
             module.run(cfg, log, resume=resume)
         else:
             module.run(cfg, log)
+        if stage.logs_model and log.run_id is not None:
+            from halocm.stages.register import log_consistency_model
+
+            log_consistency_model(cfg, "val")
+    if log.parent_by_dvc and name == list(STAGES)[-1]:
+        # A `dvc exp run` or `dvc repro` parent gets its headline when its last stage ends.
+        summarize(log.parent_id, cfg)
     return stage.out_paths(cfg)
+
+
+def stage_params(cfg: Config, stage: Stage) -> dict:
+    """The params keys the stage lists in dvc.yaml, as a nested dict; of the method sections
+    only train.mode's, without its `search` (tune's, not the stage's)."""
+    raw = cfg.to_dict()
+    skip = set(methods()) - {cfg.train.mode}
+    out: dict = {}
+    for key in stage.params:
+        if key.split(".")[0] in skip:
+            continue
+        *parents, last = key.split(".")
+        node, src = out, raw
+        for part in parents:
+            node, src = node.setdefault(part, {}), src[part]
+        value = src[last]
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "search"}
+        node[last] = value
+    return out
+
+
+def stage_splits(cfg: Config, stage: Stage) -> dict[str, Path]:
+    """The prepared splits among the stage's deps: split name → file."""
+    deps = set(stage.deps(cfg))
+    return {s: split_path(cfg, s) for s in ("train", "val", "test") if split_path(cfg, s) in deps}
+
+
+def summarize(run_id: str | None, cfg: Config) -> None:
+    """A pipeline's headline on its parent run (halocm.tracking.summarize)."""
+    from halocm.tracking import summarize as put
+
+    splits = {s: split_path(cfg, s) for s in ("train", "val", "test")}
+    put(
+        run_id,
+        cfg.to_dict(),
+        splits=splits,
+        metrics_dir=cfg.paths.metrics_dir,
+        reports_dir=cfg.paths.reports_dir,
+    )
 
 
 # ------------------------------------------------------------------ code: import closures
@@ -308,8 +405,20 @@ def dvc_stages(cfg: Config) -> dict:
     return out
 
 
+def dvc_plots(cfg: Config) -> list[dict]:
+    """dvc.yaml's top-level `plots` list for the paths of `cfg`."""
+    out = []
+    for name, p in PLOTS.items():
+        path = p.path(cfg)
+        rel = path.relative_to(ROOT).as_posix() if path.is_absolute() else path.as_posix()
+        attrs = {"title": p.title, "template": p.template, "x": p.x, "y": {rel: p.y}}
+        out.append({name: attrs | {"x_label": p.x_label, "y_label": p.y_label}})
+    return out
+
+
 def dvc_yaml(cfg: Config) -> str:
-    return DVC_HEADER + yaml.safe_dump({"stages": dvc_stages(cfg)}, sort_keys=False, width=100)
+    body = {"stages": dvc_stages(cfg), "plots": dvc_plots(cfg)}
+    return DVC_HEADER + yaml.safe_dump(body, sort_keys=False, width=100, allow_unicode=True)
 
 
 # ------------------------------------------------------------------ Prefect's cache key
@@ -376,58 +485,111 @@ def output_digests(cfg: Config, name: str) -> dict[str, str] | None:
 # ------------------------------------------------------------------ the whole pipeline
 
 
-def reproduce() -> bool:
-    """`dvc repro` under one MLflow parent run; False when everything was up to date."""
+def reproduce(
+    overrides: list[str] | None = None, tags: dict[str, str] | None = None
+) -> tuple[bool, str | None]:
+    """`dvc repro`, or with `key=value` overrides `dvc exp run -S key=value ...` (DVC writes
+    them into params.yaml and records an experiment), under one MLflow parent run that gets
+    the pipeline's headline (`summarize`). Returns (whether anything ran, the experiment's
+    name)."""
     import os
     import sys
 
     from dvc.repo import Repo
 
     from halocm.config import load_config
-    from halocm.tracking import pipeline_run
+    from halocm.tracking import pipeline_run, set_tags
 
+    items = list(overrides or [])
+    settings = load_config("params.yaml", items).tracking  # a bad key stops here, in one line
     # Stage commands call `halocm`: make this environment's scripts visible to them.
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    experiment = None
     with Repo(".") as repo:
-        if not repo.status():
-            return False
-        with pipeline_run(load_config("params.yaml").tracking, "pipeline"):
-            repo.reproduce()
-    return True
+        if not items and not repo.status():
+            return False, None
+        tags = {"launcher": "halocm pipeline", **(tags or {})}
+        with pipeline_run(settings, "pipeline", tags) as run_id:
+            if items:
+                revs = list(repo.experiments.run(params=items))
+                experiment = next(iter(repo.experiments.get_exact_name(revs).values()), None)
+                if run_id and experiment:
+                    set_tags(run_id, {"dvc_exp_name": experiment})
+            else:
+                repo.reproduce()
+            summarize(run_id, load_config("params.yaml"))
+    return True, experiment
 
 
 def summary(cfg: Config) -> str:
-    """Where the outputs are, the registered version and the headline numbers."""
+    """What the pipeline made, where it is, and its headline numbers: the last thing
+    `halocm pipeline` prints."""
     bench_path = cfg.paths.metrics_dir / "benchmark.json"
     if not bench_path.is_file():
         return f"no benchmark yet ({bench_path}): run the pipeline first"
     bench = json.loads(bench_path.read_text())
-    rows = {(r["sampler"], r["steps"]): r for r in bench["results"]}
+    reports = cfg.paths.reports_dir
+    figures = ",".join(sorted(p.stem for p in Path(reports).glob("*.png")))
     lines = [
         f"model      {consistency_path(cfg)} ({bench['mode']}, "
         f"{bench['n_parameters']:,} parameters)",
-        f"report     {cfg.paths.reports_dir / 'benchmark.md'}",
-        f"plots      {cfg.paths.reports_dir}/{{samples,pk_ratio,quality_vs_nfe,speed_vs_nfe,"
-        "profiles}.png",
+        f"report     {reports / 'benchmark.md'}",
+        f"figures    {reports}/{{{figures}}}.png",
+        "plots      dvc plots show (→ dvc_plots/index.html); dvc plots diff to compare",
     ]
     registry = cfg.paths.metrics_dir / "registry.json"
     if registry.is_file():
         reg = json.loads(registry.read_text())
+        where = f"version {reg['version']} @{reg['alias']}" if reg["version"] else "not registered"
+        lines.append(f"registry   {reg['model']} {where} ({reg['gate']})")
+    if cfg.tracking.enabled:
         lines.append(
-            f"registry   {reg['model']} version {reg['version']} @{reg['alias']} ({reg['gate']})"
+            "mlflow     make ui → http://127.0.0.1:5000 (experiment "
+            + cfg.tracking.experiment
+            + ")"
         )
-    lines.append("")
-    lines.append(f"{'':22s}" + "".join(f"{c:>20s}" for c in bench["channels"]) + "     ms/map")
-    for key, row in rows.items():
-        label = f"{key[0]} {key[1]}" if key[1] else key[0]
-        cells = "".join(
-            f"{_num(row['channels'][c]['pk_err']):>9s} /{_num(row['channels'][c]['rk_err']):>9s}"
-            for c in bench["channels"]
-        )
-        lines.append(f"{label:22s}{cells}{row['ms_per_map']:11.3f}")
-    lines.append("(pk_err / rk_err per channel; lower is better)")
+    lines += ["", *headline_table(bench)]
     return "\n".join(lines)
+
+
+def headline_table(bench: dict) -> list[str]:
+    """One line per benchmark row: channel means of pk_err and rk_err, the worst channel's
+    excess over the oracle, ms per map and the speed-up over the teacher."""
+    from halocm.tracking import headline_metrics
+
+    rows = bench["results"]
+    head = headline_metrics(bench)
+    teacher = next((r for r in rows if r["sampler"] == "teacher"), None)
+    lines = [
+        f"{'':16s}{'pk_err':>9s}{'rk_err':>9s}{'worst vs oracle':>17s}{'ms/map':>10s}"
+        f"{'speed-up':>10s}"
+    ]
+    for row in rows:
+        channels = [m for n, m in row["channels"].items() if n != "total"]
+        means = [_mean([m.get(k) for m in channels]) for k in ("pk_err", "rk_err")]
+        tag = f"{row['sampler']}_{row['steps']}"
+        label = f"{row['sampler']} {row['steps']}" if row["nfe"] else row["sampler"]
+        worst = head.get(f"{tag}/worst_vs_oracle")
+        timed = row["nfe"] > 0 and row["ms_per_map"] > 0
+        speed = teacher["ms_per_map"] / row["ms_per_map"] if teacher and timed else None
+        lines.append(
+            f"{label:16s}{_num(means[0]):>9s}{_num(means[1]):>9s}{_num(worst):>17s}"
+            f"{_num(row['ms_per_map'] if timed else None):>10s}"
+            f"{(f'{speed:.1f}x' if speed else '—'):>10s}"
+        )
+    channels = ", ".join(n for n in bench["channels"] if n != "total")
+    lines.append(
+        f"(means over {channels}; pk_err = mean |P_gen/P_true - 1|, rk_err = mean 1 - r(k), "
+        "lower is better; every channel and the total: reports/benchmark.md)"
+    )
+    return lines
+
+
+def _mean(values) -> float | None:
+    if not values or not all(isinstance(v, int | float) for v in values):
+        return None
+    return float(sum(values) / len(values))
 
 
 def _num(value) -> str:
