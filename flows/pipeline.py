@@ -110,7 +110,8 @@ def pipeline(
     tags = {"launcher": "prefect", "prefect_flow_run": str(flow_run.id)}
     if set_file:
         tags.update(study_link(set_file))
-    with pipeline_run(cfg.tracking, "pipeline", tags) as run_id:
+    name = " ".join(["pipeline (prefect)", *overrides])[:250]
+    with pipeline_run(cfg.tracking, name, tags) as run_id:
         for name, stage in STAGES.items():
             if not stage.active(cfg):
                 continue
@@ -125,7 +126,9 @@ def pipeline(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
     parser.add_argument("--set-file", help="YAML file of dotted keys → values (tuned values)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="override key=value"

@@ -22,8 +22,12 @@ from tune import tune_flow
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cron", default="0 2 * * *", help="pipeline schedule (UTC)")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--cron", default="0 2 * * *", help="pipeline schedule, cron in UTC (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
     a = parser.parse_args()
     serve(
         pipeline.to_deployment(

@@ -44,10 +44,16 @@ def tune_flow(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--n-trials", type=int)
-    parser.add_argument("--storage")
-    parser.add_argument("--study-name")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="override KEY=VALUE"
+    )
+    parser.add_argument("--n-trials", type=int, help="trials to run (default: tune.n_trials)")
+    parser.add_argument(
+        "--storage", help="journal file or database URL (default: tune.storage, optuna.journal)"
+    )
+    parser.add_argument("--study-name", help="study to create or join (default: tune.study_name)")
     a = parser.parse_args()
     tune_flow(a.params, a.overrides, a.n_trials, a.storage, a.study_name)
