@@ -510,7 +510,8 @@ def reproduce(
         if not items and not repo.status():
             return False, None
         tags = {"launcher": "halocm pipeline", **(tags or {})}
-        with pipeline_run(settings, "pipeline", tags) as run_id:
+        name = " ".join(["pipeline", *items])[:250]  # the values tell runs apart in the table
+        with pipeline_run(settings, name, tags) as run_id:
             if items:
                 revs = list(repo.experiments.run(params=items))
                 experiment = next(iter(repo.experiments.get_exact_name(revs).values()), None)
@@ -542,7 +543,8 @@ def summary(cfg: Config) -> str:
     if registry.is_file():
         reg = json.loads(registry.read_text())
         where = f"version {reg['version']} @{reg['alias']}" if reg["version"] else "not registered"
-        lines.append(f"registry   {reg['model']} {where} ({reg['gate']})")
+        gate = reg["gate"] if len(reg["gate"]) < 90 else f"{reg['gate'][:80]}… ({registry})"
+        lines.append(f"registry   {reg['model']} {where} ({gate})")
     if cfg.tracking.enabled:
         lines.append(
             "mlflow     make ui → http://127.0.0.1:5000 (experiment "
@@ -556,10 +558,10 @@ def summary(cfg: Config) -> str:
 def headline_table(bench: dict) -> list[str]:
     """One line per benchmark row: channel means of pk_err and rk_err, the worst channel's
     excess over the oracle, ms per map and the speed-up over the teacher."""
-    from halocm.tracking import headline_metrics
+    from halocm.tracking import worst_vs_oracle
 
     rows = bench["results"]
-    head = headline_metrics(bench)
+    oracle = next((r for r in rows if r["sampler"] == "oracle"), None)
     teacher = next((r for r in rows if r["sampler"] == "teacher"), None)
     lines = [
         f"{'':16s}{'pk_err':>9s}{'rk_err':>9s}{'worst vs oracle':>17s}{'ms/map':>10s}"
@@ -568,9 +570,8 @@ def headline_table(bench: dict) -> list[str]:
     for row in rows:
         channels = [m for n, m in row["channels"].items() if n != "total"]
         means = [_mean([m.get(k) for m in channels]) for k in ("pk_err", "rk_err")]
-        tag = f"{row['sampler']}_{row['steps']}"
         label = f"{row['sampler']} {row['steps']}" if row["nfe"] else row["sampler"]
-        worst = head.get(f"{tag}/worst_vs_oracle")
+        worst = worst_vs_oracle(row, oracle) if row["sampler"] != "oracle" else None
         timed = row["nfe"] > 0 and row["ms_per_map"] > 0
         speed = teacher["ms_per_map"] / row["ms_per_map"] if teacher and timed else None
         lines.append(
