@@ -164,9 +164,11 @@ def test_the_readme_commands_run_in_a_fresh_checkout(tmp_path):
         check=True,
     ).stdout
     untracked = {line[3:] for line in status.splitlines() if line.startswith("??")}
-    # DVC's uncached outputs (metrics, reports) are versioned in Git, not ignored.
+    # What DVC keeps for Git is versioned, not ignored: dvc.lock, the .gitignore files that
+    # ignore its cached outputs, and its uncached outputs (metrics, reports).
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values()
-    for_git = {
+    for_git = {"dvc.lock"} | {p for p in untracked if Path(p).name == ".gitignore"}
+    for_git |= {
         path
         for stage in stages
         for kind in ("outs", "metrics", "plots")
