@@ -360,3 +360,33 @@ def test_an_overrides_file_from_tune_links_the_pipeline_to_its_study(tmp_path):
         "optuna.trial": "3",
         "optuna.value": "0.8073",
     }
+
+
+def test_a_real_study_links_its_tune_run_and_trials(tracked):
+    """`halocm tune` itself: the tune run carries the study, its search space and best value;
+    each trial's run its study, trial number and storage (without a password)."""
+    from conftest import TINY_TUNE
+
+    from halocm.config import config_from_dict
+    from halocm.stages.tune import tune
+
+    raw = yaml.safe_load((tracked / "params.yaml").read_text())
+    raw["tune"].update(TINY_TUNE["tune"])
+    raw["ct"]["search"]["grid_levels"] = TINY_TUNE["ct"]["search"]["grid_levels"]
+    cfg = config_from_dict(raw, source="tiny tune")
+    journal = str(tracked / "optuna.journal")
+    tune(cfg, n_trials=2, storage=journal, study_name="linked")
+    client = _client(cfg)
+    runs = client.search_runs([client.get_experiment_by_name("halocm").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("stage") == "tune"]
+    assert parent.data.tags["optuna.study"] == "linked"
+    assert parent.data.tags["optuna.storage"] == journal
+    assert set(json.loads(parent.data.params["search_space"])) == {
+        "target_ema", "grid_levels", "loss", "lr"
+    }  # fmt: skip
+    assert parent.data.metrics["n_complete"] + parent.data.metrics.get("n_pruned", 0) == 2
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["optuna.trial"] for r in trials) == ["0", "1"]
+    assert all(r.data.tags["optuna.study"] == "linked" for r in trials)
+    url = "postgresql+psycopg2://halocm:secret@db/optuna"
+    assert "secret" not in trial_tags("s", 0, url)["optuna.storage"]

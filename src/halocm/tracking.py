@@ -544,8 +544,18 @@ def summarize(run_id: str | None, config: dict, *, splits: dict, metrics_dir, re
 # ------------------------------------------------------------------ Optuna studies
 
 
+def public_storage(storage: str) -> str:
+    """An Optuna storage as it may be shown: a database URL without its password."""
+    if "://" not in storage:
+        return storage
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
+
+
 def trial_tags(study_name: str, trial_number: int, storage: str) -> dict[str, str]:
     """Tags that link a trial's run back to its Optuna study, and a note on how to see it."""
+    storage = public_storage(storage)
     return {
         "optuna.study": study_name,
         "optuna.trial": str(trial_number),
@@ -573,7 +583,7 @@ def log_study(run_id: str | None, study, space: dict, storage: str) -> None:
         "n_pruned": states.count(State.PRUNED),
         "n_failed": states.count(State.FAIL),
     }
-    tags = {"optuna.study": study.study_name, "optuna.storage": storage}
+    tags = {"optuna.study": study.study_name, "optuna.storage": public_storage(storage)}
     if metrics["n_complete"]:
         metrics["best_value"] = study.best_value
         tags["optuna.best_trial"] = str(study.best_trial.number)

@@ -26,7 +26,7 @@ from halocm.io import write_text
 from halocm.stages.common import denoiser_path
 from halocm.stages.train import train
 from halocm.temporaries import remove_stale_trial_dirs, trial_dir
-from halocm.tracking import child_run, stage_run
+from halocm.tracking import child_run, log_study, stage_run, trial_tags
 from halocm.training import TrainingDiverged
 from halocm.tuning import (
     claim,
@@ -71,7 +71,7 @@ def trial_config(cfg: Config, values: dict, models_dir: Path) -> Config:
     return config_from_dict(raw, source="trial config")
 
 
-def make_objective(cfg: Config, parent_run_id: str | None):
+def make_objective(cfg: Config, parent_run_id: str | None, storage: str = "optuna.journal"):
     space, integer = search_space(cfg)
 
     def objective(trial: optuna.Trial) -> float:
@@ -83,7 +83,7 @@ def make_objective(cfg: Config, parent_run_id: str | None):
             if teacher.is_file():
                 os.symlink(teacher.resolve(), tmp / teacher.name)
             tcfg = trial_config(cfg, values, tmp)
-            with _trial_run(cfg, trial, values, parent_run_id) as log:
+            with _trial_run(cfg, trial, values, parent_run_id, storage) as log:
                 scores: list[float] = []
 
                 def report(metrics: dict[str, float], step: int) -> None:
@@ -103,9 +103,16 @@ def make_objective(cfg: Config, parent_run_id: str | None):
 
 
 @contextlib.contextmanager
-def _trial_run(cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: str | None):
-    """One MLflow child run per trial, with an explicit parent id (safe across processes)."""
-    tags = {"study": trial.study.study_name, "trial": str(trial.number)}
+def _trial_run(
+    cfg: Config, trial: optuna.Trial, values: dict, parent_run_id: str | None, storage: str
+):
+    """One MLflow child run per trial, with an explicit parent id (safe across processes),
+    tagged with its study and trial number (tracking.trial_tags)."""
+    tags = {
+        "study": trial.study.study_name,
+        "trial": str(trial.number),
+        **trial_tags(trial.study.study_name, trial.number, storage),
+    }
     with child_run(cfg.tracking, f"trial-{trial.number}", parent_run_id, tags) as log:
         if log.run_id is not None:
             import mlflow
@@ -150,13 +157,16 @@ def tune(
         ),
     )
     recover_killed_trials(study, backend)
+    spec = storage or t.storage or "optuna.journal"
     with stage_run(cfg.tracking, "tune", cfg.to_dict()) as log:
         study.optimize(
-            make_objective(cfg, log.run_id),
+            make_objective(cfg, log.run_id, spec),
             n_trials=n_trials or t.n_trials,
             catch=(TrainingDiverged,),
             callbacks=[lambda study, _: recover_killed_trials(study, backend)],
         )
+        # The tune run's lineage: its study, search space and where the study stands.
+        log_study(log.run_id, study, space, spec)
     return write_best(cfg, study)
 
 
