@@ -3,8 +3,8 @@
 In a temporary checkout of this working tree with tiny sizes, it runs `halocm pipeline`
 twice (the second as a DVC experiment with another `ct.target_ema`) and the Prefect flow
 once against a `prefect server` on loopback, then photographs, in headless Chromium: the
-MLflow runs table and its charts, the two pipeline runs compared, the registry, `dvc plots
-diff` of the two runs, and the Prefect flow run.
+MLflow runs table and its charts, a pipeline run's page, the two pipeline runs compared, the
+registry, `dvc plots diff` of the two runs, and the Prefect flow run.
 
     python scripts/screenshots.py [--out docs/img] [--keep]
 
@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 SHOTS = (
     "mlflow-runs",
     "mlflow-charts",
+    "mlflow-run",
     "mlflow-compare",
     "mlflow-registry",
     "dvc-plots",
@@ -262,6 +263,14 @@ def main(out: Path, keep: bool) -> None:
         screenshot(browser, runs_page, out / "mlflow-runs.png")
         charts = f"{runs_page}?compareRunsMode=CHART"  # charts load lazily: more time
         screenshot(browser, charts, out / "mlflow-charts.png", budget_ms=60000)
+        newest = parents[-1].info.run_id  # the experiment: its run page, headline first
+        screenshot(
+            browser,
+            f"{mlflow_url}/#/experiments/{exp_id}/runs/{newest}",
+            out / "mlflow-run.png",
+            size="1920,1300",
+            budget_ms=40000,
+        )
         screenshot(
             browser,
             f"{mlflow_url}/#/compare-runs?runs={compare}&experiments={json.dumps([exp_id])}",

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = (
     "mlflow-runs",
     "mlflow-charts",
+    "mlflow-run",
     "mlflow-compare",
     "mlflow-registry",
     "dvc-plots",

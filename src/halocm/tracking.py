@@ -527,6 +527,10 @@ def summarize(run_id: str | None, config: dict, *, splits: dict, metrics_dir, re
     import mlflow
 
     log_params(run_id, headline_params(config))
+    # The tree as the pipeline leaves it (`dvc exp run` writes its values into params.yaml
+    # after the run began).
+    now = revision_tags()
+    set_tags(run_id, {k: now[k] for k in ("git_dirty", "git_changed", "params_diff") if k in now})
     log_datasets(run_id, {k: Path(v) for k, v in splits.items()})
     bench = Path(metrics_dir) / "benchmark.json"
     if bench.is_file():
