@@ -49,9 +49,9 @@ ROWS: dict[str, list[str]] = {
     ],
     "residual + CT": [*RESIDUAL, "train.mode=ct"],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
-    "residual + sigma mixture + CD": [*MIXTURE, "train.mode=cd"],
-    "residual + sigma mixture + iCT": [*MIXTURE, "train.mode=ict"],
-    "residual + sigma mixture + ECT": [*MIXTURE, "train.mode=ect"],
+    "residual + CD": [*RESIDUAL, "train.mode=cd"],
+    "residual + iCT": [*RESIDUAL, "train.mode=ict"],
+    "residual + ECT": [*RESIDUAL, "train.mode=ect"],
 }
 # The knobs the rows vary: a row is params.yaml's recipe when it agrees on all of them.
 RECIPE_KEYS = ("mean.enabled", "pretrain.uniform_fraction", "train.mode")

@@ -89,9 +89,10 @@ def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
     torch.testing.assert_close(out, mean.decode(r, mean.predict(c, p)))
 
 
-def test_a_denoiser_pretrained_without_the_mean_is_refused(project):
-    # The fixture's denoiser models y itself: warm-starting a residual model from it is wrong.
-    cfg = load_config(project / "params.yaml", ["mean.enabled=true", "train.steps=1"])
+def test_a_denoiser_of_another_residual_is_refused(project):
+    # A denoiser that models the residual cannot warm-start a model of y itself.
+    pretrain(load_config(project / "params.yaml", ["mean.enabled=true"]))
+    cfg = load_config(project / "params.yaml", ["mean.enabled=false", "train.steps=1"])
     with pytest.raises(ValueError, match="pretrained with another mean network"):
         train(cfg)
 
