@@ -196,6 +196,19 @@ def test_host_budget_closes_exactly():
     assert (bar["gas_ejected"] > 0).all() and (bar["gas_bound"] > 0).all()
 
 
+def test_subhalos_are_part_of_m200_not_on_top_of_it():
+    # The smooth host holds M200 minus its bound subhalos (at least half of M200), at the
+    # concentration and R200 of the whole halo: its NFW mass within R200 is exactly that.
+    cfg = _cfg()
+    cat, _, dark, _, _ = _painted(cfg, 20)
+    in_subs = np.bincount(cat.sub_owner, weights=dark.sub_mass, minlength=20)
+    assert (in_subs > 0).any()
+    smooth = np.maximum(cat.m200 - in_subs, 0.5 * cat.m200)
+    # 4π ρs rs³ μ(c) is the mass within R200; the taper adds the same factor for any ρs.
+    full = S.tapered_nfw_mass(dark.host_rs, H.nfw_rho_s(cat.m200, cat.c200), cat.r200)
+    np.testing.assert_allclose(dark.host_mass, full * smooth / cat.m200, rtol=1e-12)
+
+
 # --- Galaxy physics ---------------------------------------------------------------------------
 
 

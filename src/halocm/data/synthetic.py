@@ -513,7 +513,10 @@ def paint_condition(cfg: Simulator, cat: HaloCatalog) -> tuple[np.ndarray, DarkM
     in_subs = np.bincount(cat.sub_owner, weights=sub["mass"], minlength=b)
     r200 = cat.r200
     rs = r200 / cat.c200
-    rho_s = nfw_rho_s(np.maximum(cat.m200 - in_subs, 0.5 * cat.m200), cat.c200)
+    # ρs scales with the smooth mass at fixed r_s = R200/c (nfw_rho_s of a smaller mass would
+    # shrink R200 with it and give the same ρs: the subhalos would come on top of M200).
+    smooth = np.maximum(cat.m200 - in_subs, 0.5 * cat.m200)
+    rho_s = nfw_rho_s(cat.m200, cat.c200) * smooth / cat.m200
     host = paint_centred(
         tapered_nfw_projected_mass(edges[None], rs[:, None], rho_s[:, None], r200[:, None]), n, box
     )
