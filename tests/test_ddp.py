@@ -201,7 +201,8 @@ def test_torchrun_train_writes_one_checkpoint_and_one_mlflow_run(project, tmp_pa
         [f"paths.models_dir={tmp_path / 'single'}", "tracking.enabled=false"],
     )
     (tmp_path / "single").mkdir()
-    (tmp_path / "single" / "denoiser.pt").symlink_to(project / "models" / "denoiser.pt")
+    for upstream in ("mean.pt", "denoiser.pt"):
+        (tmp_path / "single" / upstream).symlink_to(project / "models" / upstream)
     single = load_checkpoint(train(cfg))
     assert ckpt.keys() == single.keys()
     assert {k: v.shape for k, v in ckpt["model"].items()} == {

@@ -23,7 +23,7 @@ import yaml
 
 from halocm.config import Config, config_from_dict, override
 from halocm.io import write_text
-from halocm.stages.common import denoiser_path
+from halocm.stages.common import denoiser_path, mean_path
 from halocm.stages.train import train
 from halocm.temporaries import remove_stale_trial_dirs, trial_dir
 from halocm.tracking import child_run, log_study, stage_run, trial_tags
@@ -79,9 +79,9 @@ def make_objective(cfg: Config, parent_run_id: str | None, storage: str = "optun
         values = suggest(trial, space, integer)
         tmp = trial_dir()  # a killed worker's is removed by the next worker (temporaries)
         try:
-            teacher = denoiser_path(cfg)
-            if teacher.is_file():
-                os.symlink(teacher.resolve(), tmp / teacher.name)
+            for upstream in (denoiser_path(cfg), mean_path(cfg)):
+                if upstream.is_file():
+                    os.symlink(upstream.resolve(), tmp / upstream.name)
             tcfg = trial_config(cfg, values, tmp)
             with _trial_run(cfg, trial, values, parent_run_id, storage) as log:
                 scores: list[float] = []
