@@ -289,7 +289,7 @@ def ui(
     """Start the MLflow UI on 127.0.0.1 for this project's runs."""
     from halocm.tracking import serve_ui
 
-    serve_ui(_config(params, set_).tracking, port=port)
+    raise typer.Exit(serve_ui(_config(params, set_).tracking, port=port))
 
 
 @app.command()

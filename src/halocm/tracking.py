@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -775,9 +776,14 @@ def _requirements() -> list[str]:
     ]
 
 
-def serve_ui(settings: Tracking, port: int = 5000) -> None:
-    """`mlflow ui` bound to loopback on this project's store."""
+def serve_ui(settings: Tracking, port: int = 5000) -> int:
+    """`mlflow ui` bound to loopback on this project's store, stopped with halocm
+    (halocm.children); its exit code."""
+    from halocm.children import run_child
+
     cmd = [
+        sys.executable,  # the mlflow beside this halocm, activated or not
+        "-m",
         "mlflow",
         "ui",
         "--backend-store-uri",
@@ -787,4 +793,4 @@ def serve_ui(settings: Tracking, port: int = 5000) -> None:
         "--port",
         str(port),
     ]
-    subprocess.run(cmd, check=False)
+    return run_child(cmd)
