@@ -172,8 +172,10 @@ def table(rows: dict) -> str:
     """The README's Markdown table: 1-step / 2-step pk_err per channel and the total."""
     channels = ("dm_hydro", "gas", "stars", "total")
     head = "| recipe | " + " | ".join(f"{c} pk_err 1 / 2 step" for c in channels)
-    lines = [head + " | 2-step coverage 50/90 (gas, stars) | train s |"]
-    lines.append("|---" * (len(channels) + 3) + "|")
+    lines = [
+        head + " | 1-step rk_err (dm, gas, stars) | 2-step coverage 50/90 (gas, stars) | train s |"
+    ]
+    lines.append("|---" * (len(channels) + 4) + "|")
     for name, row in rows.items():
         cells = [
             f"{row['consistency_1'][c]['pk_err']:.3f} / {row['consistency_2'][c]['pk_err']:.3f}"
@@ -183,9 +185,12 @@ def table(rows: dict) -> str:
             f"{row['consistency_2'][c]['coverage_50']:.2f}/{row['consistency_2'][c]['coverage_90']:.2f}"
             for c in ("gas", "stars")
         )
+        rk = ", ".join(f"{row['consistency_1'][c]['rk_err']:.3f}" for c in channels[:3])
         mark = " **(chosen)**" if row["chosen"] else ""
         lines.append(
-            f"| {name}{mark} | " + " | ".join(cells) + f" | {cov} | {row['train_seconds']:.0f} |"
+            f"| {name}{mark} | "
+            + " | ".join(cells)
+            + f" | {rk} | {cov} | {row['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
