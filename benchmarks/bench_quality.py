@@ -1,10 +1,10 @@
 """The accuracy ablation at equal budget: which recipe paints the best maps (issue 13).
 
-    python benchmarks/bench_quality.py [--params params.yaml] [--scale 1.0] [--rows "a; b"]
+    python benchmarks/bench_quality.py [--params params.yaml] [--steps 150 700 850] [--rows "a; b"]
 
 Every row trains on the same data (the embedded simulator's default maps), with the same
-network, seed and number of optimiser steps — the steps of `mean`, `pretrain` and `train` in
-params.yaml, times `--scale`; a row without the mean network gives its steps to pretraining —
+network, seed and number of optimiser steps — `--steps` of `mean`, `pretrain` and `train`
+(default: params.yaml's); a row without the mean network gives its steps to pretraining —
 and is scored by `halocm evaluate` at 1 and 2 steps, with the teacher and the denoiser's one
 evaluation. Rows that share their mean network and pretraining share those models (and their
 seconds are counted in each row). Writes benchmarks/results/quality.json; the row whose
@@ -37,30 +37,35 @@ WORK = ROOT / "benchmarks" / ".quality"
 
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
-PLAIN = ["mean.enabled=false", "pretrain.uniform_fraction=0.0"]
-RESIDUAL = ["mean.enabled=true", "pretrain.uniform_fraction=0.0"]
-MIXTURE = ["mean.enabled=true", "pretrain.uniform_fraction=0.5"]
+PLAIN = ["mean.enabled=false", "pretrain.uniform_fraction=0.0", "ct.target_ema=0.999"]
+RESIDUAL = ["mean.enabled=true", "pretrain.uniform_fraction=0.0", "ct.target_ema=0.999"]
+MIXTURE = ["mean.enabled=true", "pretrain.uniform_fraction=0.5", "ct.target_ema=0.999"]
 ROWS: dict[str, list[str]] = {
     "source recipe: CT, grid 18, EMA 0.999": [*PLAIN, "train.mode=ct"],
     "CT + sigma mixture": [
         "mean.enabled=false",
         "pretrain.uniform_fraction=0.5",
+        "ct.target_ema=0.999",
         "train.mode=ct",
     ],
     "residual + CT": [*RESIDUAL, "train.mode=ct"],
+    "residual + CT, target EMA 0.9": [*RESIDUAL, "train.mode=ct", "ct.target_ema=0.9"],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],
 }
 # The knobs the rows vary: a row is params.yaml's recipe when it agrees on all of them.
-RECIPE_KEYS = ("mean.enabled", "pretrain.uniform_fraction", "train.mode")
+RECIPE_KEYS = ("mean.enabled", "pretrain.uniform_fraction", "train.mode", "ct.target_ema")
 
 
-def base_params(params: Path, scale: float) -> dict:
+STAGES = ("mean", "pretrain", "train")
+
+
+def base_params(params: Path, steps: list[int] | None) -> dict:
     raw = yaml.safe_load(params.read_text())
-    for section in ("mean", "pretrain", "train"):
-        raw[section]["steps"] = max(1, round(raw[section]["steps"] * scale))
+    for section, n in zip(STAGES, steps or [], strict=False):
+        raw[section]["steps"] = n
     raw["tracking"]["enabled"] = False
     raw["evaluate"]["sampling_steps"] = [1, 2]
     raw["paths"].update(
@@ -134,10 +139,12 @@ def summarise(bench: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the steps")
+    parser.add_argument(
+        "--steps", type=int, nargs=3, metavar=("MEAN", "PRETRAIN", "TRAIN"), help="the budget"
+    )
     parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     args = parser.parse_args()
-    base = base_params(args.params, args.scale)
+    base = base_params(args.params, args.steps)
     data = config_from_dict(base, source="ablation data")
     if not (WORK / "data" / "processed" / "test.npz").is_file():
         generate(data)
@@ -147,19 +154,18 @@ def main() -> None:
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
     rows, timings = dict(previous["rows"]), {}
     for name in names:
-        raw = row_config(base, ROWS[name], name)
         print(f"== {name}", flush=True)
-        rows[name] = {
-            "overrides": ROWS[name],
-            "chosen": all(_lookup(raw, k) == v for k, v in chosen.items()),
-            **run_row(raw, name, timings),
-        }
-        write_json(RESULTS, {"scale": args.scale, "steps": _steps(base), "rows": rows})
+        rows[name] = run_row(row_config(base, ROWS[name], name), name, timings)
+        for other, row in rows.items():  # params.yaml may have moved: mark every row afresh
+            raw = row_config(base, ROWS[other], other)
+            row["overrides"] = ROWS[other]
+            row["chosen"] = all(_lookup(raw, k) == v for k, v in chosen.items())
+        write_json(RESULTS, {"steps": _steps(base), "rows": rows})
     print(table(rows))
 
 
 def _steps(base: dict) -> dict[str, int]:
-    return {s: base[s]["steps"] for s in ("mean", "pretrain", "train")}
+    return {s: base[s]["steps"] for s in STAGES}
 
 
 def _lookup(raw: dict, key: str):

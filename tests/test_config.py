@@ -20,7 +20,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 def test_the_shipped_params_file_is_valid_and_matches_the_documented_defaults():
     cfg = load_config(PARAMS)
     ct, d = cfg.ct, cfg.diffusion
-    assert (ct.grid_levels, ct.target_ema, cfg.train.val_sampling_steps) == (18, 0.999, 1)
+    assert (ct.grid_levels, ct.target_ema, cfg.train.val_sampling_steps) == (18, 0.9, 1)
     assert (d.sigma_min, d.sigma_max, d.rho) == (0.002, 80.0, 7.0)
     assert d.sigma_data == 1.0  # the std of the z-scored data
     assert cfg.pretrain.enabled and cfg.train.mode == "ct" and cfg.method is cfg.ct
