@@ -347,7 +347,7 @@ def test_the_cache_key_covers_what_the_stage_reads_and_nothing_else(project):
     key = fingerprint(load_config(params), "train")
     assert key is not None
     # Read by train: the method's knobs, the validation's levels.
-    assert fingerprint(load_config(params, ["ct.target_ema=0.9"]), "train") != key
+    assert fingerprint(load_config(params, ["ct.target_ema=0.95"]), "train") != key
     assert fingerprint(load_config(params, ["sample.intermediate_sigmas=[2.0]"]), "train") != key
     # Read when sampling only: evaluate's key, not train's.
     assert fingerprint(load_config(params, ["sample.batch_size=3"]), "train") == key

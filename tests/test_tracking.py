@@ -126,7 +126,7 @@ def test_a_pipeline_run_holds_the_headline_and_its_stages_their_own(tracked):
 
     # Stage runs: the params their DVC stage lists, the splits they read, their outputs.
     train = runs["train"]
-    assert train.data.params["ct.target_ema"] == "0.999"
+    assert train.data.params["ct.target_ema"] == "0.9"
     others = ("cd.", "ict.", "ect.", "tune.", "ct.search")  # not read by train
     assert not any(k.startswith(others) for k in train.data.params)
     history = client.get_metric_history(train.info.run_id, "loss")
