@@ -27,8 +27,9 @@ from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.io import write_json
 from halocm.models import DataShapes, build_network, network_spec
-from halocm.objectives import EDMObjective, build_objective
 from halocm.stages.common import consistency_path, denoiser_path
+from halocm.stages.recipes import consistency_objective, edm_objective
+from halocm.training import channels_last
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
 
@@ -131,34 +132,12 @@ def training_cost(cfg, steps: int) -> dict[str, float]:
 
     denoiser = network("denoiser")
     teacher = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    jobs = {
-        "pretrain": (
-            denoiser,
-            EDMObjective(
-                denoiser,
-                p_mean=cfg.pretrain.p_mean,
-                p_std=cfg.pretrain.p_std,
-                uniform_fraction=cfg.pretrain.uniform_fraction,
-                sigma_min=d.sigma_min,
-                sigma_max=d.sigma_max,
-                sigma_data=d.sigma_data,
-            ),
-        )
-    }
+    jobs = {"pretrain": (denoiser, edm_objective(cfg, denoiser))}
     for mode in ("ct", "ict", "cd", "ect"):
         student = network("consistency")
-        objective = build_objective(
-            mode,
-            getattr(cfg, mode).fields(),
-            student=student,
-            teacher=teacher,
-            sigma_min=d.sigma_min,
-            sigma_max=d.sigma_max,
-            rho=d.rho,
-            total_steps=cfg.train.steps,
-        )
-        jobs[mode] = (student, objective)
+        jobs[mode] = (student, consistency_objective(cfg, mode, student=student, teacher=teacher))
     for name, (net, objective) in jobs.items():
+        channels_last(net, *objective.networks.values())  # as training.fit does
         opt = torch.optim.RAdam(net.parameters(), lr=1e-4)
 
         def step(net=net, objective=objective, opt=opt):

@@ -20,7 +20,7 @@ import torch
 from halocm.config import load_config
 from halocm.io import write_json
 from halocm.models import DataShapes, build_network, network_spec
-from halocm.objectives import EDMObjective, build_objective
+from halocm.stages.recipes import consistency_objective, edm_objective
 from halocm.training import channels_last
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
@@ -39,25 +39,8 @@ def objectives(cfg, shapes: DataShapes) -> dict:
     denoiser = network("denoiser")
     student = network("consistency")
     student.load_state_dict(denoiser.state_dict())
-    pretrain = EDMObjective(
-        denoiser,
-        p_mean=cfg.pretrain.p_mean,
-        p_std=cfg.pretrain.p_std,
-        uniform_fraction=cfg.pretrain.uniform_fraction,
-        sigma_min=d.sigma_min,
-        sigma_max=d.sigma_max,
-        sigma_data=d.sigma_data,
-    )
-    ct = build_objective(
-        "ct",
-        cfg.ct.fields(),
-        student=student,
-        teacher=None,
-        sigma_min=d.sigma_min,
-        sigma_max=d.sigma_max,
-        rho=d.rho,
-        total_steps=cfg.train.steps,
-    )
+    pretrain = edm_objective(cfg, denoiser)
+    ct = consistency_objective(cfg, "ct", student=student, teacher=None)
     return {"pretrain": (denoiser, pretrain), "ct": (student, ct)}
 
 

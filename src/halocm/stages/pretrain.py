@@ -7,9 +7,9 @@ from pathlib import Path
 from halocm.config import Config
 from halocm.distributed import process_group
 from halocm.models import build_network, network_spec
-from halocm.objectives import EDMObjective
 from halocm.runtime import resolve_device, seed_everything
 from halocm.stages.common import checkpoint_extra, denoiser_path
+from halocm.stages.recipes import edm_objective
 from halocm.stages.residuals import encode, residual_for
 from halocm.training import (
     Batches,
@@ -43,15 +43,7 @@ def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | Non
         "denoiser", cfg.model.model_dump(), shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data
     )
     denoiser = build_network(spec).to(device)
-    objective = EDMObjective(
-        denoiser,
-        p_mean=p.p_mean,
-        p_std=p.p_std,
-        uniform_fraction=p.uniform_fraction,
-        sigma_min=d.sigma_min,
-        sigma_max=d.sigma_max,
-        sigma_data=d.sigma_data,
-    )
+    objective = edm_objective(cfg, denoiser)
     final = denoiser_path(cfg)
     write_config(final, cfg.to_dict())
     fit(

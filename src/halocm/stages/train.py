@@ -11,9 +11,9 @@ from halocm.diffusion.precond import EDMPrecond
 from halocm.distributed import process_group
 from halocm.errors import BadInput
 from halocm.models import build_network, network_spec
-from halocm.objectives import EDMObjective, build_objective
 from halocm.runtime import resolve_device, seed_everything
 from halocm.stages.common import checkpoint_extra, consistency_path, denoiser_path
+from halocm.stages.recipes import consistency_objective, edm_objective
 from halocm.stages.residuals import check_same_residual, encode, residual_for
 from halocm.training import (
     Batches,
@@ -72,15 +72,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     elif t.denoising_warmup > 0:
         p = cfg.pretrain
         denoising_warmup(
-            EDMObjective(
-                EDMPrecond(student.net, d.sigma_data),
-                p_mean=p.p_mean,
-                p_std=p.p_std,
-                uniform_fraction=p.uniform_fraction,
-                sigma_min=d.sigma_min,
-                sigma_max=d.sigma_max,
-                sigma_data=d.sigma_data,
-            ),
+            edm_objective(cfg, EDMPrecond(student.net, d.sigma_data)),
             train_data,
             steps=t.denoising_warmup,
             batch_size=p.batch_size,
@@ -90,16 +82,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
             weight_decay=opt.weight_decay,
             grad_clip=opt.grad_clip,
         )
-    objective = build_objective(
-        t.mode,
-        cfg.method.fields(),
-        student=student,
-        teacher=teacher,
-        sigma_min=d.sigma_min,
-        sigma_max=d.sigma_max,
-        rho=d.rho,
-        total_steps=t.steps,
-    )
+    objective = consistency_objective(cfg, t.mode, student=student, teacher=teacher)
     check_warm_start(cfg, teacher, teacher_file)
     final = consistency_path(cfg)
     write_config(final, cfg.to_dict())
