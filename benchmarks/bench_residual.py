@@ -68,15 +68,15 @@ def main() -> None:
 
     box = stats.box_size
     variants = {
-        "mean_alone": torch.zeros_like(r1),
-        "mean_plus_random_part": (r1 - r2) / 2**0.5,
-        "mean_plus_shared_part": (r1 + r2) / 2,
+        "mean_alone": physical(torch.zeros_like(r1)),
+        "mean_plus_random_part": physical((r1 - r2) / 2**0.5),
+        "mean_plus_shared_part": physical((r1 + r2) / 2),
     }
     channels = {}
     for c, name in enumerate(gen.channel_names):
         channels[name] = {
-            f"pk_err_{label}": round(pk_error(physical(r)[:, c], truth[:, 0, c], box), 4)
-            for label, r in variants.items()
+            f"pk_err_{label}": round(pk_error(maps[:, c], truth[:, 0, c], box), 4)
+            for label, maps in variants.items()
         }
         channels[name]["pk_err_oracle"] = round(pk_error(truth[:, 1, c], truth[:, 0, c], box), 4)
     spread = {"truth": random_std(r1, r2)}
