@@ -2,13 +2,13 @@
 
     python benchmarks/bench_quality.py [--params params.yaml] [--steps 150 700 850] [--rows "a; b"]
 
-Every row trains on the same data (the embedded simulator's default maps), with the same
-network, seed and number of optimiser steps — `--steps` of `mean`, `pretrain` and `train`
-(default: params.yaml's); a row without the mean network gives its steps to pretraining —
-and is scored by `halocm evaluate` at 1 and 2 steps, with the teacher and the denoiser's one
-evaluation. Rows that share their mean network and pretraining share those models (and their
-seconds are counted in each row). Writes benchmarks/results/quality.json; the row whose
-recipe is params.yaml's is marked `chosen`.
+Every row trains on the same maps (the embedded simulator's default maps, normalised as the
+row's `data.softening` says), with the same network, seed and number of optimiser steps —
+`--steps` of `mean`, `pretrain` and `train` (default: params.yaml's); a row without the mean
+network gives its steps to pretraining — and is scored by `halocm evaluate` at 1 and 2 steps,
+with the teacher and the denoiser's one evaluation. Rows that share their data, mean network
+and pretraining share those models (and their seconds are counted in each row). Writes
+benchmarks/results/quality.json; the row whose recipe is params.yaml's is marked `chosen`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import yaml
 
 from halocm.config import apply_override, config_from_dict
 from halocm.io import write_json
+from halocm.stages.common import synthetic_path
 from halocm.stages.evaluate import evaluate
 from halocm.stages.generate import generate
 from halocm.stages.prepare import prepare
@@ -37,12 +38,28 @@ WORK = ROOT / "benchmarks" / ".quality"
 
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
-PLAIN = ["mean.enabled=false", "pretrain.uniform_fraction=0.0", "ct.target_ema=0.999"]
-RESIDUAL = ["mean.enabled=true", "pretrain.uniform_fraction=0.0", "ct.target_ema=0.999"]
-MIXTURE = ["mean.enabled=true", "pretrain.uniform_fraction=0.5", "ct.target_ema=0.999"]
+PLAIN = [
+    "data.softening={}",
+    "mean.enabled=false",
+    "pretrain.uniform_fraction=0.0",
+    "ct.target_ema=0.999",
+]
+RESIDUAL = [
+    "data.softening={}",
+    "mean.enabled=true",
+    "pretrain.uniform_fraction=0.0",
+    "ct.target_ema=0.999",
+]
+MIXTURE = [
+    "data.softening={}",
+    "mean.enabled=true",
+    "pretrain.uniform_fraction=0.5",
+    "ct.target_ema=0.999",
+]
 ROWS: dict[str, list[str]] = {
     "source recipe: CT, grid 18, EMA 0.999": [*PLAIN, "train.mode=ct"],
     "CT + sigma mixture": [
+        "data.softening={}",
         "mean.enabled=false",
         "pretrain.uniform_fraction=0.5",
         "ct.target_ema=0.999",
@@ -50,13 +67,25 @@ ROWS: dict[str, list[str]] = {
     ],
     "residual + CT": [*RESIDUAL, "train.mode=ct"],
     "residual + CT, target EMA 0.9": [*RESIDUAL, "train.mode=ct", "ct.target_ema=0.9"],
+    "residual + CT, target EMA 0.9, softened stars": [
+        *RESIDUAL,
+        "train.mode=ct",
+        "ct.target_ema=0.9",
+        "data.softening={stars: 0.01}",
+    ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],
 }
 # The knobs the rows vary: a row is params.yaml's recipe when it agrees on all of them.
-RECIPE_KEYS = ("mean.enabled", "pretrain.uniform_fraction", "train.mode", "ct.target_ema")
+RECIPE_KEYS = (
+    "data.softening",
+    "mean.enabled",
+    "pretrain.uniform_fraction",
+    "train.mode",
+    "ct.target_ema",
+)
 
 
 STAGES = ("mean", "pretrain", "train")
@@ -70,7 +99,6 @@ def base_params(params: Path, steps: list[int] | None) -> dict:
     raw["evaluate"]["sampling_steps"] = [1, 2]
     raw["paths"].update(
         raw_dir=str(WORK / "data" / "raw"),
-        processed_dir=str(WORK / "data" / "processed"),
         models_dir=str(WORK / "models"),
         metrics_dir=str(WORK / "metrics"),
         reports_dir=str(WORK / "reports"),
@@ -93,8 +121,13 @@ def _key(raw: dict, sections: tuple[str, ...]) -> str:
 
 
 def run_row(raw: dict, name: str, timings: dict) -> dict:
-    """Train (reusing shared models) and evaluate one row; its scores and seconds."""
-    shared = ("seed", "model", "diffusion", "optimizer", "mean")
+    """Prepare the row's data (its normalisation), train (reusing shared models) and evaluate
+    one row; its scores and seconds."""
+    processed = WORK / "data" / f"processed-{_key(raw, ('seed', 'data'))}"
+    raw["paths"]["processed_dir"] = str(processed)
+    if not (processed / "test.npz").is_file():
+        prepare(config_from_dict(raw, source=name))
+    shared = ("seed", "data", "model", "diffusion", "optimizer", "mean")
     mean_dir = WORK / "models" / f"mean-{_key(raw, shared)}"
     pre_dir = WORK / "models" / f"pretrain-{_key(raw, (*shared, 'pretrain'))}"
     row_dir = WORK / "rows" / name.replace(" ", "_").replace(":", "").replace(",", "")
@@ -146,9 +179,8 @@ def main() -> None:
     args = parser.parse_args()
     base = base_params(args.params, args.steps)
     data = config_from_dict(base, source="ablation data")
-    if not (WORK / "data" / "processed" / "test.npz").is_file():
+    if not synthetic_path(data).is_file():
         generate(data)
-        prepare(data)
     chosen = {k: _lookup(yaml.safe_load(args.params.read_text()), k) for k in RECIPE_KEYS}
     names = [n.strip() for n in args.rows.split(";") if n.strip()] or list(ROWS)
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}

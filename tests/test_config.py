@@ -100,6 +100,7 @@ def test_overrides_are_parsed_as_yaml():
         ("data.source=npz", "data.path is required when data.source is 'npz'"),
         ("simulator.n_maps=abc", "simulator.n_maps='abc'"),
         ("data.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
+        ("data.softening={stars: 1.5}", "mass fractions in [0, 1) per target channel"),
         ("sample.intermediate_sigmas=[1, 2]", "strictly decreasing"),
         ("device=tpu", "device='tpu': allowed"),
         ("optimizer.name=sgd", "optimizer.name='sgd': allowed: 'adamw' or 'radam'"),

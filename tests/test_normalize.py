@@ -1,4 +1,5 @@
-"""log10(1+x) z-score normalisation: exact inverse, dtype/device kept, statistics persisted."""
+"""log10(1+x/x0) z-score normalisation: the softening scale, exact inverse, dtype/device kept,
+statistics persisted."""
 
 from __future__ import annotations
 
@@ -52,6 +53,25 @@ def test_fit_stats_standardises_the_training_maps():
     # The documented formula, written out for one channel.
     expected = (np.log10(1 + raw.target[:, 1]) - stats.target_mean[1]) / stats.target_std[1]
     np.testing.assert_allclose(y[:, 1], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_softening_scale_is_the_mass_weighted_quantile():
+    raw = _raw(n=1, side=10)
+    ramp = np.random.default_rng(1).permutation(np.arange(1.0, 101.0)).reshape(10, 10)
+    raw.target[0, 2] = ramp
+    stats = fit_stats(raw, {"stars": 0.1})
+    # Pixels 1..31 hold 496/5050 < 10% of the mass, pixels 1..32 hold 528/5050 > 10%.
+    assert stats.target_softening == [1.0, 1.0, 32.0]
+    y = normalize_target(raw.target, stats)
+    expected = (np.log10(1 + ramp / 32.0) - stats.target_mean[2]) / stats.target_std[2]
+    np.testing.assert_allclose(y[0, 2], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y[:, 2].std(), 1.0, rtol=1e-10)
+    np.testing.assert_allclose(denormalize_target(y, stats), raw.target, rtol=1e-12)
+
+
+def test_softening_of_an_unknown_channel_is_refused():
+    with pytest.raises(ValueError, match=r"no target channel named \['star'\]"):
+        fit_stats(_raw(), {"star": 0.01})
 
 
 @pytest.mark.parametrize(

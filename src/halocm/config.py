@@ -68,6 +68,15 @@ class Data(_Section):
     camels_set: str
     crop: int = Field(ge=8)
     split_fractions: tuple[float, float, float]
+    softening: dict[str, float]
+
+    @field_validator("softening")
+    @classmethod
+    def _softening(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {name: f for name, f in v.items() if not 0.0 <= f < 1.0}
+        if bad:
+            raise ValueError(f"mass fractions in [0, 1) per target channel, got {bad}")
+        return v
 
     @field_validator("split_fractions")
     @classmethod

@@ -1,7 +1,11 @@
 """Per-channel normalisation of maps and parameters, with its exact inverse.
 
-Maps (docs/design.md §4): y = (log10(1 + x) − mean_c) / std_c, channel c on axis −3, statistics of
-the training split only; inverse x = 10^(y·std_c + mean_c) − 1. Parameters: plain z-score
+Maps (docs/design.md §4): y = (log10(1 + x/x0_c) − mean_c) / std_c, channel c on axis −3,
+statistics of the training split only; inverse x = x0_c (10^(y·std_c + mean_c) − 1). The softening
+scale x0_c is 1 (in the data's mass unit) for the condition and for target channels not
+softened; a softened target channel's x0_c is the pixel value below which a given fraction of
+its training mass lies, so that the pixels that hold almost none of its mass (nearly every pixel
+of a stellar map) sit near 0 and weigh little in a loss. Parameters: plain z-score
 p' = (p − mean_j) / std_j. The functions accept NumPy arrays and torch tensors alike and keep
 their dtype (and device); log1p/expm1 keep the round trip exact for near-empty pixels too.
 """
@@ -23,7 +27,7 @@ _LN10 = math.log(10.0)
 # A channel (or parameter) constant over the training set has std 0; use 1 instead so that it
 # maps to a constant 0 and the inverse stays exact.
 _MIN_STD = 1e-12
-_FORMAT = "log10(1+x) z-score v1"
+_FORMAT = "log10(1+x/x0) z-score v2"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class NormStats:
     condition_std: list[float]
     target_mean: list[float]
     target_std: list[float]
+    target_softening: list[float]  # x0_c: 1.0 where the channel is not softened
     params_mean: list[float]
     params_std: list[float]
     channel_names: list[str]
@@ -72,6 +77,12 @@ class NormStats:
             raise ValueError(f"{path}: {err}") from None
 
     def _check(self) -> None:
+        if len(self.target_softening) != len(self.target_mean) or any(
+            x0 <= 0 for x0 in self.target_softening
+        ):
+            raise ValueError(
+                "normalisation statistics: target_softening needs one positive scale per channel"
+            )
         pairs = (
             ("condition", self.condition_mean, self.condition_std, self.condition_names),
             ("target", self.target_mean, self.target_std, self.channel_names),
@@ -102,10 +113,12 @@ class NormStats:
 # ---------------------------------------------------------------------------------- fitting
 
 
-def fit_stats(raw_train: RawData) -> NormStats:
-    """Statistics of the (training) maps, computed in float64."""
-    c_mean, c_std = _log_channel_stats(raw_train.condition)
-    t_mean, t_std = _log_channel_stats(raw_train.target)
+def fit_stats(raw_train: RawData, softening: dict[str, float] | None = None) -> NormStats:
+    """Statistics of the (training) maps, computed in float64. `softening` maps a target
+    channel's name to the fraction of its mass that lies in pixels fainter than its x0."""
+    x0 = softening_scales(raw_train, softening or {})
+    c_mean, c_std = _log_channel_stats(raw_train.condition, [1.0] * raw_train.condition.shape[1])
+    t_mean, t_std = _log_channel_stats(raw_train.target, x0)
     p = np.asarray(raw_train.params, dtype=np.float64)
     p_mean, p_std = p.mean(axis=0), p.std(axis=0)
     return NormStats(
@@ -113,6 +126,7 @@ def fit_stats(raw_train: RawData) -> NormStats:
         condition_std=c_std,
         target_mean=t_mean,
         target_std=t_std,
+        target_softening=x0,
         params_mean=[float(v) for v in p_mean],
         params_std=_safe_std(p_std),
         channel_names=list(raw_train.channel_names),
@@ -122,11 +136,32 @@ def fit_stats(raw_train: RawData) -> NormStats:
     )
 
 
-def _log_channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+def softening_scales(raw_train: RawData, softening: dict[str, float]) -> list[float]:
+    """x0 per target channel: 1.0, or for a channel named in `softening` the pixel value below
+    which that fraction of the channel's training mass lies (a mass-weighted quantile)."""
+    unknown = sorted(set(softening) - set(raw_train.channel_names))
+    if unknown:
+        raise ValueError(
+            f"data.softening: no target channel named {unknown}; "
+            f"the channels are {list(raw_train.channel_names)}"
+        )
+    scales = []
+    for c, name in enumerate(raw_train.channel_names):
+        fraction = softening.get(name, 0.0)
+        if fraction <= 0.0:
+            scales.append(1.0)
+            continue
+        pixels = np.sort(np.asarray(raw_train.target[:, c], dtype=np.float64).ravel())
+        mass_below = np.cumsum(pixels) / pixels.sum()
+        scales.append(float(pixels[np.searchsorted(mass_below, fraction)]))
+    return scales
+
+
+def _log_channel_stats(x: np.ndarray, x0: list[float]) -> tuple[list[float], list[float]]:
     # One channel at a time keeps the float64 copy small.
     means, stds = [], []
     for c in range(x.shape[1]):
-        logs = np.log1p(np.asarray(x[:, c], dtype=np.float64)) / _LN10
+        logs = np.log1p(np.asarray(x[:, c], dtype=np.float64) / x0[c]) / _LN10
         means.append(float(logs.mean()))
         stds.append(float(logs.std()))
     return means, _safe_std(np.asarray(stds))
@@ -141,44 +176,46 @@ def _safe_std(std: np.ndarray) -> list[float]:
 
 def normalize_condition(x, stats: NormStats):
     """Physical condition maps (..., Cc, H, W) → normalised log space."""
-    return _forward(x, stats.condition_mean, stats.condition_std, "condition")
+    ones = [1.0] * stats.n_condition_channels
+    return _forward(x, stats.condition_mean, stats.condition_std, ones, "condition")
 
 
 def denormalize_condition(y, stats: NormStats):
-    return _inverse(y, stats.condition_mean, stats.condition_std, "condition")
+    ones = [1.0] * stats.n_condition_channels
+    return _inverse(y, stats.condition_mean, stats.condition_std, ones, "condition")
 
 
 def normalize_target(x, stats: NormStats):
     """Physical target maps (..., Ct, H, W) → normalised log space."""
-    return _forward(x, stats.target_mean, stats.target_std, "target")
+    return _forward(x, stats.target_mean, stats.target_std, stats.target_softening, "target")
 
 
 def denormalize_target(y, stats: NormStats):
-    """Exact inverse of `normalize_target`: x = 10^(y·std + mean) − 1."""
-    return _inverse(y, stats.target_mean, stats.target_std, "target")
+    """Exact inverse of `normalize_target`: x = x0 (10^(y·std + mean) − 1)."""
+    return _inverse(y, stats.target_mean, stats.target_std, stats.target_softening, "target")
 
 
-def _forward(x, mean: list[float], std: list[float], what: str):
-    m, s = _channel_consts(x, mean, std, what)
+def _forward(x, mean: list[float], std: list[float], x0: list[float], what: str):
+    m, s, x0 = _channel_consts(x, (mean, std, x0), what)
     if isinstance(x, torch.Tensor):
-        return (torch.log1p(x) / _LN10 - m) / s
-    return (np.log1p(x) / _LN10 - m) / s
+        return (torch.log1p(x / x0) / _LN10 - m) / s
+    return (np.log1p(x / x0) / _LN10 - m) / s
 
 
-def _inverse(y, mean: list[float], std: list[float], what: str):
-    m, s = _channel_consts(y, mean, std, what)
+def _inverse(y, mean: list[float], std: list[float], x0: list[float], what: str):
+    m, s, x0 = _channel_consts(y, (mean, std, x0), what)
     if isinstance(y, torch.Tensor):
-        return torch.expm1((y * s + m) * _LN10)
-    return np.expm1((y * s + m) * _LN10)
+        return x0 * torch.expm1((y * s + m) * _LN10)
+    return x0 * np.expm1((y * s + m) * _LN10)
 
 
-def _channel_consts(x, mean: list[float], std: list[float], what: str):
-    """mean and std shaped (C, 1, 1), in x's float dtype (and device), to broadcast on −3."""
-    if x.ndim < 3 or x.shape[-3] != len(mean):
-        raise ValueError(
-            f"{what}: expected {len(mean)} channels on axis -3, got shape {tuple(x.shape)}"
-        )
-    return _consts(x, mean, (-1, 1, 1)), _consts(x, std, (-1, 1, 1))
+def _channel_consts(x, columns: tuple[list[float], ...], what: str):
+    """Each per-channel list shaped (C, 1, 1), in x's float dtype (and device), to broadcast
+    on −3."""
+    n = len(columns[0])
+    if x.ndim < 3 or x.shape[-3] != n:
+        raise ValueError(f"{what}: expected {n} channels on axis -3, got shape {tuple(x.shape)}")
+    return tuple(_consts(x, values, (-1, 1, 1)) for values in columns)
 
 
 def _consts(x, values: list[float], shape: tuple[int, ...]):

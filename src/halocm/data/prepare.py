@@ -24,11 +24,16 @@ NORM_STATS_FILE = "norm_stats.json"
 
 
 def prepare(
-    raw: RawData, out: Path, *, split_fractions: tuple[float, float, float], seed: int
+    raw: RawData,
+    out: Path,
+    *,
+    split_fractions: tuple[float, float, float],
+    softening: dict[str, float],
+    seed: int,
 ) -> Path:
-    """Validate `raw`, split it by group (seeded by `seed`), fit the normalisation on the
-    training split only and write `{train,val,test}.npz` and `norm_stats.json` into `out`,
-    all four together. Returns `out`.
+    """Validate `raw`, split it by group (seeded by `seed`), fit the normalisation (with the
+    target channels' `softening`, normalize.py) on the training split only and write
+    `{train,val,test}.npz` and `norm_stats.json` into `out`, all four together. Returns `out`.
 
     A split file holds `condition`, `target` (normalised, float32), `params` (z-scored,
     float32, (N, P)), `group`, `index` (row in the source) and, when the source has them, the
@@ -36,7 +41,7 @@ def prepare(
     """
     validate(raw)
     splits = split_by_group(raw.group, split_fractions, seed, origin=raw.origin)
-    stats = fit_stats(raw.subset(splits["train"]))
+    stats = fit_stats(raw.subset(splits["train"]), softening)
 
     # Published together: a failure (a full disk) leaves the previous splits and statistics.
     out = Path(out)

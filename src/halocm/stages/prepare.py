@@ -22,7 +22,11 @@ def prepare(cfg: Config) -> Path:
     )
     check_trainable(raw, unet_levels=len(cfg.model.channel_mult))
     return prepare_splits(
-        raw, Path(cfg.paths.processed_dir), split_fractions=d.split_fractions, seed=cfg.seed
+        raw,
+        Path(cfg.paths.processed_dir),
+        split_fractions=d.split_fractions,
+        softening=d.softening,
+        seed=cfg.seed,
     )
 
 
