@@ -1,6 +1,7 @@
 """The accuracy ablation at equal budget: which recipe paints the best maps (issue 13).
 
     python benchmarks/bench_quality.py [--params params.yaml] [--steps 150 700 850] [--rows "a; b"]
+                                       [--seed N] [--results PATH]
 
 Every row trains on the same maps (the embedded simulator's default maps, normalised as the
 row's `data.softening` says), with the same network, seed and number of optimiser steps —
@@ -9,6 +10,8 @@ network gives its steps to pretraining — and is scored by `halocm evaluate` at
 with the teacher and the denoiser's one evaluation. Rows that share their data, mean network
 and pretraining share those models (and their seconds are counted in each row). Writes
 benchmarks/results/quality.json; the row whose recipe is params.yaml's is marked `chosen`.
+`--seed N` (N ≠ 0) replicates rows with other maps and initial weights, to tell a recipe's
+effect from one run's luck: benchmarks/results/quality-seedN.json.
 """
 
 from __future__ import annotations
@@ -40,18 +43,21 @@ WORK = ROOT / "benchmarks" / ".quality"
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
 PLAIN = [
     "data.softening={}",
+    "mean.tail={}",
     "mean.enabled=false",
     "pretrain.uniform_fraction=0.0",
     "ct.target_ema=0.999",
 ]
 RESIDUAL = [
     "data.softening={}",
+    "mean.tail={}",
     "mean.enabled=true",
     "pretrain.uniform_fraction=0.0",
     "ct.target_ema=0.999",
 ]
 MIXTURE = [
     "data.softening={}",
+    "mean.tail={}",
     "mean.enabled=true",
     "pretrain.uniform_fraction=0.5",
     "ct.target_ema=0.999",
@@ -60,6 +66,7 @@ ROWS: dict[str, list[str]] = {
     "source recipe: CT, grid 18, EMA 0.999": [*PLAIN, "train.mode=ct"],
     "CT + sigma mixture": [
         "data.softening={}",
+        "mean.tail={}",
         "mean.enabled=false",
         "pretrain.uniform_fraction=0.5",
         "ct.target_ema=0.999",
@@ -73,6 +80,12 @@ ROWS: dict[str, list[str]] = {
         "ct.target_ema=0.9",
         "data.softening={stars: 0.01}",
     ],
+    "residual + CT, target EMA 0.9, stars tail 2": [
+        *RESIDUAL,
+        "train.mode=ct",
+        "ct.target_ema=0.9",
+        "mean.tail={stars: 2.0}",
+    ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
@@ -82,6 +95,7 @@ ROWS: dict[str, list[str]] = {
 RECIPE_KEYS = (
     "data.softening",
     "mean.enabled",
+    "mean.tail",
     "pretrain.uniform_fraction",
     "train.mode",
     "ct.target_ema",
@@ -91,17 +105,28 @@ RECIPE_KEYS = (
 STAGES = ("mean", "pretrain", "train")
 
 
-def base_params(params: Path, steps: list[int] | None) -> dict:
+def work_dir(seed: int) -> Path:
+    return WORK if seed == 0 else WORK.with_name(f"{WORK.name}-seed{seed}")
+
+
+def results_path(seed: int) -> Path:
+    return RESULTS if seed == 0 else RESULTS.with_name(f"{RESULTS.stem}-seed{seed}.json")
+
+
+def base_params(params: Path, steps: list[int] | None, seed: int | None) -> dict:
     raw = yaml.safe_load(params.read_text())
     for section, n in zip(STAGES, steps or [], strict=False):
         raw[section]["steps"] = n
+    if seed is not None:
+        raw["seed"] = seed
     raw["tracking"]["enabled"] = False
     raw["evaluate"]["sampling_steps"] = [1, 2]
+    work = work_dir(raw["seed"])
     raw["paths"].update(
-        raw_dir=str(WORK / "data" / "raw"),
-        models_dir=str(WORK / "models"),
-        metrics_dir=str(WORK / "metrics"),
-        reports_dir=str(WORK / "reports"),
+        raw_dir=str(work / "data" / "raw"),
+        models_dir=str(work / "models"),
+        metrics_dir=str(work / "metrics"),
+        reports_dir=str(work / "reports"),
     )
     return raw
 
@@ -123,14 +148,17 @@ def _key(raw: dict, sections: tuple[str, ...]) -> str:
 def run_row(raw: dict, name: str, timings: dict) -> dict:
     """Prepare the row's data (its normalisation), train (reusing shared models) and evaluate
     one row; its scores and seconds."""
-    processed = WORK / "data" / f"processed-{_key(raw, ('seed', 'data'))}"
+    work = work_dir(raw["seed"])
+    processed = work / "data" / f"processed-{_key(raw, ('seed', 'data'))}"
     raw["paths"]["processed_dir"] = str(processed)
     if not (processed / "test.npz").is_file():
         prepare(config_from_dict(raw, source=name))
     shared = ("seed", "data", "model", "diffusion", "optimizer", "mean")
-    mean_dir = WORK / "models" / f"mean-{_key(raw, shared)}"
-    pre_dir = WORK / "models" / f"pretrain-{_key(raw, (*shared, 'pretrain'))}"
-    row_dir = WORK / "rows" / name.replace(" ", "_").replace(":", "").replace(",", "")
+    # The tail scales shape the residual the generators model, not the mean network.
+    untailed = {**raw, "mean": {k: v for k, v in raw["mean"].items() if k != "tail"}}
+    mean_dir = work / "models" / f"mean-{_key(untailed, shared)}"
+    pre_dir = work / "models" / f"pretrain-{_key(raw, (*shared, 'pretrain'))}"
+    row_dir = work / "rows" / name.replace(" ", "_").replace(":", "").replace(",", "")
     seconds = 0.0
     steps = [(pre_dir, pretrain, mean_dir), (row_dir, train, pre_dir)]
     if raw["mean"]["enabled"]:
@@ -176,14 +204,17 @@ def main() -> None:
         "--steps", type=int, nargs=3, metavar=("MEAN", "PRETRAIN", "TRAIN"), help="the budget"
     )
     parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
+    parser.add_argument("--seed", type=int, help="maps and initial weights (default: params')")
+    parser.add_argument("--results", type=Path, help="default: quality.json, or quality-seedN")
     args = parser.parse_args()
-    base = base_params(args.params, args.steps)
+    base = base_params(args.params, args.steps, args.seed)
+    results = args.results or results_path(base["seed"])
     data = config_from_dict(base, source="ablation data")
     if not synthetic_path(data).is_file():
         generate(data)
     chosen = {k: _lookup(yaml.safe_load(args.params.read_text()), k) for k in RECIPE_KEYS}
     names = [n.strip() for n in args.rows.split(";") if n.strip()] or list(ROWS)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+    previous = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
     rows, timings = dict(previous["rows"]), {}
     for name in names:
         print(f"== {name}", flush=True)
@@ -192,7 +223,7 @@ def main() -> None:
             raw = row_config(base, ROWS[other], other)
             row["overrides"] = ROWS[other]
             row["chosen"] = all(_lookup(raw, k) == v for k, v in chosen.items())
-        write_json(RESULTS, {"steps": _steps(base), "rows": rows})
+        write_json(results, {"seed": base["seed"], "steps": _steps(base), "rows": rows})
     print(table(rows))
 
 
@@ -211,9 +242,10 @@ def table(rows: dict) -> str:
     channels = ("dm_hydro", "gas", "stars", "total")
     head = "| recipe | " + " | ".join(f"{c} pk_err 1 / 2 step" for c in channels)
     lines = [
-        head + " | 1-step rk_err (dm, gas, stars) | 2-step coverage 50/90 (gas, stars) | train s |"
+        head + " | 1-step rk_err (dm, gas, stars) | 1-step stellar mass bias (dex) "
+        "| 2-step coverage 50/90 (gas, stars) | train s |"
     ]
-    lines.append("|---" * (len(channels) + 4) + "|")
+    lines.append("|---" * (len(channels) + 5) + "|")
     for name, row in rows.items():
         cells = [
             f"{row['consistency_1'][c]['pk_err']:.3f} / {row['consistency_2'][c]['pk_err']:.3f}"
@@ -224,11 +256,12 @@ def table(rows: dict) -> str:
             for c in ("gas", "stars")
         )
         rk = ", ".join(f"{row['consistency_1'][c]['rk_err']:.3f}" for c in channels[:3])
+        bias = row["consistency_1"]["stars"]["mass_bias"]
         mark = " **(chosen)**" if row["chosen"] else ""
         lines.append(
             f"| {name}{mark} | "
             + " | ".join(cells)
-            + f" | {rk} | {cov} | {row['train_seconds']:.0f} |"
+            + f" | {rk} | {bias:+.2f} | {cov} | {row['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
 

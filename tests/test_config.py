@@ -101,6 +101,7 @@ def test_overrides_are_parsed_as_yaml():
         ("simulator.n_maps=abc", "simulator.n_maps='abc'"),
         ("data.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
         ("data.softening={stars: 1.5}", "mass fractions in [0, 1) per target channel"),
+        ("mean.tail={stars: 0}", "positive tail scales per target channel, got {'stars': 0.0}"),
         ("sample.intermediate_sigmas=[1, 2]", "strictly decreasing"),
         ("device=tpu", "device='tpu': allowed"),
         ("optimizer.name=sgd", "optimizer.name='sgd': allowed: 'adamw' or 'radam'"),

@@ -13,6 +13,7 @@ from halocm.data.dataset import load_split
 from halocm.diffusion.samplers import consistency_sample
 from halocm.residual import Residual, fit_scale
 from halocm.stages.pretrain import pretrain
+from halocm.stages.residuals import check_same_residual, tail_scales
 from halocm.stages.train import train
 from halocm.training import tensors_from_split
 
@@ -40,6 +41,45 @@ def test_encode_and_decode_are_inverse_and_the_identity_is_exact():
     assert identity.predict(y, None) is None
     assert identity.encode(y, None) is y and identity.decode(y, None) is y
     assert identity.state() is None
+
+
+def test_a_tail_scale_models_the_residual_as_b_asinh_r_over_b():
+    mu = torch.zeros(1, 2, 1, 3)
+    residual = Residual(Constant(mu[0]), torch.tensor([1.0, 0.5]), tail=torch.tensor([0.0, 2.0]))
+    # r = 2 sinh(1.5) is u = 3 exactly; small r stay nearly unchanged; channel 0 has no tail.
+    r = torch.tensor([2.0 * torch.sinh(torch.tensor(1.5)).item(), 0.01, -20.0])
+    y = torch.stack([r, 0.5 * r])[None, :, None]
+    u = residual.encode(y, mu)
+    torch.testing.assert_close(u[0, 0, 0], r)
+    expected = torch.tensor([3.0, 0.01, -2.0 * torch.asinh(torch.tensor(10.0)).item()])
+    torch.testing.assert_close(u[0, 1, 0], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(residual.decode(u, mu), y, rtol=1e-5, atol=1e-6)
+    assert residual.state()["tail"] == [0.0, 2.0]
+    # Samples are clipped at the training residuals' largest |u|: no sinh overflow.
+    residual.tail_limit = torch.tensor([0.0, 3.0])
+    wild = torch.full((1, 2, 1, 3), 400.0)
+    decoded = residual.decode(wild, mu)
+    assert decoded[0, 0].eq(400.0).all()  # no tail: no clipping
+    torch.testing.assert_close(
+        decoded[0, 1], torch.full((1, 3), 0.5 * 2.0 * float(torch.sinh(torch.tensor(1.5))))
+    )
+
+
+def test_tail_scales_are_per_channel_and_an_unknown_channel_is_refused():
+    names = ["dm_hydro", "gas", "stars"]
+    assert tail_scales({}, names) is None
+    assert tail_scales({"stars": 2.0}, names).tolist() == [0.0, 0.0, 2.0]
+    with pytest.raises(ValueError, match=r"mean.tail: no target channel named \['star'\]"):
+        tail_scales({"star": 2.0}, names)
+
+
+def test_a_teacher_with_another_tail_is_refused():
+    plain = Residual(Constant(torch.zeros(1, 4, 4)), torch.ones(1))
+    tailed = Residual(Constant(torch.zeros(1, 4, 4)), torch.ones(1), tail=torch.tensor([2.0]))
+    state = plain.state()
+    check_same_residual({"residual": state}, plain, "denoiser.pt")
+    with pytest.raises(ValueError, match="pretrained with another mean network"):
+        check_same_residual({"residual": state}, tailed, "denoiser.pt")
 
 
 def test_the_scale_standardises_the_training_residual_per_channel():

@@ -135,6 +135,15 @@ class Mean(_Section):
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
+    tail: dict[str, float]
+
+    @field_validator("tail")
+    @classmethod
+    def _tail(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {name: b for name, b in v.items() if not b > 0}
+        if bad:
+            raise ValueError(f"positive tail scales per target channel, got {bad}")
+        return v
 
 
 class Pretrain(_Section):

@@ -6,6 +6,10 @@ unit variance per channel, as σ_data = 1 assumes. What is nearly a function of 
 (hydro dark matter) leaves a small residual: a generator's errors on it are scaled down by s,
 and its capacity goes to what is random (CorrDiff, Mardani et al. 2024). Without a mean
 network the parametrisation is the identity: r = y.
+
+A channel with a tail scale b > 0 is modelled as u = b asinh(r / b) instead of r: linear for
+|r| ≪ b, logarithmic beyond, so that rare spikes many s above the mean (satellites' stars)
+are a few units from it rather than twenty (docs/design.md §5).
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ PREDICT_BATCH = 256
 
 @dataclass
 class Residual:
-    """μ (a frozen ConditionalMean, or None for the identity) and the scale s (C,)."""
+    """μ (a frozen ConditionalMean, or None for the identity), the scale s (C,) and the tail
+    scales b (C,; 0 where a channel's residual is modelled as is)."""
 
     mean: nn.Module | None
     scale: torch.Tensor
     spec: dict | None = None  # the mean network's spec, to store it in checkpoints
+    tail: torch.Tensor | None = None
+    # The largest |u| of the training residuals per channel: a sample's tail is clipped there,
+    # since sinh turns an untrained network's large output into an overflow.
+    tail_limit: torch.Tensor | None = None
 
     @classmethod
     def identity(cls) -> Residual:
@@ -48,16 +57,33 @@ class Residual:
         """Normalised maps → standardised residuals."""
         if mu is None:
             return y
-        return (y - mu) / self._scale(y)
+        r = (y - mu) / self._per_channel(self.scale, y)
+        if self.tail is None:
+            return r
+        b = self._per_channel(self.tail, r)
+        safe = torch.where(b > 0, b, 1.0)
+        return torch.where(b > 0, safe * torch.asinh(r / safe), r)
 
-    def decode(self, r: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+    def decode(self, u: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
         """Standardised residuals → normalised maps."""
         if mu is None:
-            return r
-        return mu.to(r.dtype) + r * self._scale(r)
+            return u
+        r = u
+        if self.tail is not None:
+            b = self._per_channel(self.tail, u)
+            limit = (
+                torch.full_like(b, torch.inf)
+                if self.tail_limit is None
+                else self._per_channel(self.tail_limit, u)
+            )
+            safe = torch.where(b > 0, b, 1.0)
+            clipped = torch.minimum(torch.maximum(u, -limit), limit)
+            r = torch.where(b > 0, safe * torch.sinh(clipped / safe), u)
+        return mu.to(u.dtype) + r * self._per_channel(self.scale, u)
 
-    def _scale(self, like: torch.Tensor) -> torch.Tensor:
-        return self.scale.to(device=like.device, dtype=like.dtype)[:, None, None]
+    @staticmethod
+    def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.to(device=like.device, dtype=like.dtype)[:, None, None]
 
     def state(self) -> dict | None:
         """Tensors and plain containers for a checkpoint (None for the identity)."""
@@ -67,6 +93,8 @@ class Residual:
             "network": self.spec,
             "weights": self.mean.state_dict(),
             "scale": [float(s) for s in self.scale],
+            "tail": None if self.tail is None else [float(b) for b in self.tail],
+            "tail_limit": None if self.tail_limit is None else [float(v) for v in self.tail_limit],
         }
 
     @classmethod
@@ -76,7 +104,14 @@ class Residual:
         mean = build_network(state["network"])
         mean.load_state_dict(state["weights"])
         mean = mean.to(device).eval().requires_grad_(False)
-        return cls(mean, torch.tensor(state["scale"], dtype=torch.float32), state["network"])
+        tail, limit = state.get("tail"), state.get("tail_limit")
+        return cls(
+            mean,
+            torch.tensor(state["scale"], dtype=torch.float32),
+            state["network"],
+            None if tail is None else torch.tensor(tail, dtype=torch.float32),
+            None if limit is None else torch.tensor(limit, dtype=torch.float32),
+        )
 
 
 def fit_scale(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -84,12 +119,21 @@ def fit_scale(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return (y - mu).double().std(dim=(0, 2, 3)).float()
 
 
-def fit_residual(mean_ckpt: dict, y: torch.Tensor, cond: torch.Tensor, params: torch.Tensor):
+def fit_residual(
+    mean_ckpt: dict,
+    y: torch.Tensor,
+    cond: torch.Tensor,
+    params: torch.Tensor,
+    tail: torch.Tensor | None = None,
+):
     """The residual around a trained mean network (its checkpoint's inference EMA), with s
-    fitted on the training maps y (normalised) and their inputs."""
+    fitted on the training maps y (normalised) and their inputs, and tail scales b (C,)."""
     mean = network_from_checkpoint(mean_ckpt, weights="ema").to(y.device)
     residual = Residual(
-        mean.eval().requires_grad_(False), torch.ones(y.shape[1]), mean_ckpt["network"]
+        mean.eval().requires_grad_(False), torch.ones(y.shape[1]), mean_ckpt["network"], tail
     )
-    residual.scale = fit_scale(y, residual.predict(cond, params))
+    mu = residual.predict(cond, params)
+    residual.scale = fit_scale(y, mu)
+    if tail is not None:
+        residual.tail_limit = residual.encode(y, mu).abs().amax(dim=(0, 2, 3)).float()
     return residual

@@ -36,7 +36,7 @@ def pretrain(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None
 def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None) -> Path:
     seed_everything(cfg.seed)
     stats, train, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
-    residual = residual_for(cfg, train, device)
+    residual = residual_for(cfg, stats.channel_names, train, device)
     train, val = encode(residual, train), encode(residual, val)
     d, p, opt = cfg.diffusion, cfg.pretrain, cfg.optimizer
     spec = network_spec(

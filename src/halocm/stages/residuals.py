@@ -3,13 +3,15 @@ network when `mean.enabled`, else the identity."""
 
 from __future__ import annotations
 
+import torch
+
 from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.config import Config
 from halocm.residual import Residual, fit_residual
 from halocm.stages.common import mean_path
 
 
-def residual_for(cfg: Config, train: tuple, device) -> Residual:
+def residual_for(cfg: Config, channel_names: list[str], train: tuple, device) -> Residual:
     """The residual the generators model: around the `regress` stage's mean network when
     `mean.enabled`, fitted on the training tensors (y, cond, params); else the identity."""
     if not cfg.mean.enabled:
@@ -19,7 +21,20 @@ def residual_for(cfg: Config, train: tuple, device) -> Residual:
         raise FileNotFoundError(
             f"{path}: mean.enabled is true but there is no mean network (run `halocm regress`)"
         )
-    return fit_residual(load_checkpoint(path, device, need=SAMPLING_KEYS, kind="mean"), *train)
+    mean = load_checkpoint(path, device, need=SAMPLING_KEYS, kind="mean")
+    return fit_residual(mean, *train, tail_scales(cfg.mean.tail, channel_names))
+
+
+def tail_scales(tail: dict[str, float], channel_names: list[str]) -> torch.Tensor | None:
+    """`mean.tail` as one scale per target channel (0: none), or None when it is empty."""
+    if not tail:
+        return None
+    unknown = sorted(set(tail) - set(channel_names))
+    if unknown:
+        raise ValueError(
+            f"mean.tail: no target channel named {unknown}; the channels are {channel_names}"
+        )
+    return torch.tensor([float(tail.get(name, 0.0)) for name in channel_names])
 
 
 def encode(residual: Residual, data: tuple) -> tuple:
@@ -33,7 +48,10 @@ def check_same_residual(ckpt: dict, residual: Residual, path) -> None:
     ours = residual.state()
     theirs = ckpt.get("residual")
     same = (ours is None and theirs is None) or (
-        ours is not None and theirs is not None and ours["scale"] == theirs["scale"]
+        ours is not None
+        and theirs is not None
+        and ours["scale"] == theirs["scale"]
+        and ours["tail"] == theirs.get("tail")
     )
     if not same:
         raise ValueError(

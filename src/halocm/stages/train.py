@@ -48,7 +48,7 @@ def train(
 def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     seed_everything(cfg.seed)
     stats, train_data, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
-    residual = residual_for(cfg, train_data, device)
+    residual = residual_for(cfg, stats.channel_names, train_data, device)
     train_data = encode(residual, train_data)
     d, t, opt = cfg.diffusion, cfg.train, cfg.optimizer
     spec = network_spec(
