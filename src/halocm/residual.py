@@ -60,9 +60,8 @@ class Residual:
         r = (y - mu) / self._per_channel(self.scale, y)
         if self.tail is None:
             return r
-        b = self._per_channel(self.tail, r)
-        safe = torch.where(b > 0, b, 1.0)
-        return torch.where(b > 0, safe * torch.asinh(r / safe), r)
+        tailed, b = self._tail_scales(r)
+        return torch.where(tailed, b * torch.asinh(r / b), r)
 
     def decode(self, u: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
         """Standardised residuals → normalised maps."""
@@ -70,16 +69,18 @@ class Residual:
             return u
         r = u
         if self.tail is not None:
-            b = self._per_channel(self.tail, u)
-            limit = (
-                torch.full_like(b, torch.inf)
-                if self.tail_limit is None
-                else self._per_channel(self.tail_limit, u)
-            )
-            safe = torch.where(b > 0, b, 1.0)
-            clipped = torch.minimum(torch.maximum(u, -limit), limit)
-            r = torch.where(b > 0, safe * torch.sinh(clipped / safe), u)
-        return mu.to(u.dtype) + r * self._per_channel(self.scale, u)
+            tailed, b = self._tail_scales(u)
+            if self.tail_limit is not None:
+                limit = self._per_channel(self.tail_limit, u)
+                u = torch.clamp(u, -limit, limit)
+            r = torch.where(tailed, b * torch.sinh(u / b), r)
+        return mu.to(r.dtype) + r * self._per_channel(self.scale, r)
+
+    def _tail_scales(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(channel has a tail, b with 1 where it has none: safe to divide by)."""
+        b = self._per_channel(self.tail, like)
+        tailed = b > 0
+        return tailed, torch.where(tailed, b, 1.0)
 
     @staticmethod
     def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -136,15 +136,19 @@ def fit_stats(raw_train: RawData, softening: dict[str, float] | None = None) -> 
     )
 
 
+def check_channel_keys(key: str, per_channel: dict, channel_names) -> None:
+    """A config mapping keyed by target channel (`key`) names only channels the data have."""
+    unknown = sorted(set(per_channel) - set(channel_names))
+    if unknown:
+        raise ValueError(
+            f"{key}: no target channel named {unknown}; the channels are {list(channel_names)}"
+        )
+
+
 def softening_scales(raw_train: RawData, softening: dict[str, float]) -> list[float]:
     """x0 per target channel: 1.0, or for a channel named in `softening` the pixel value below
     which that fraction of the channel's training mass lies (a mass-weighted quantile)."""
-    unknown = sorted(set(softening) - set(raw_train.channel_names))
-    if unknown:
-        raise ValueError(
-            f"data.softening: no target channel named {unknown}; "
-            f"the channels are {list(raw_train.channel_names)}"
-        )
+    check_channel_keys("data.softening", softening, raw_train.channel_names)
     scales = []
     for c, name in enumerate(raw_train.channel_names):
         fraction = softening.get(name, 0.0)

@@ -7,6 +7,7 @@ import torch
 
 from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.config import Config
+from halocm.data.normalize import check_channel_keys
 from halocm.residual import Residual, fit_residual
 from halocm.stages.common import mean_path
 
@@ -29,11 +30,7 @@ def tail_scales(tail: dict[str, float], channel_names: list[str]) -> torch.Tenso
     """`mean.tail` as one scale per target channel (0: none), or None when it is empty."""
     if not tail:
         return None
-    unknown = sorted(set(tail) - set(channel_names))
-    if unknown:
-        raise ValueError(
-            f"mean.tail: no target channel named {unknown}; the channels are {channel_names}"
-        )
+    check_channel_keys("mean.tail", tail, channel_names)
     return torch.tensor([float(tail.get(name, 0.0)) for name in channel_names])
 
 
