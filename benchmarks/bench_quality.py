@@ -86,6 +86,13 @@ ROWS: dict[str, list[str]] = {
         "ct.target_ema=0.9",
         "mean.tail={stars: 2.0}",
     ],
+    "residual + CT, target EMA 0.9, softened stars, stars tail 2": [
+        *RESIDUAL,
+        "train.mode=ct",
+        "ct.target_ema=0.9",
+        "data.softening={stars: 0.01}",
+        "mean.tail={stars: 2.0}",
+    ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],

@@ -15,6 +15,7 @@ from halocm.data.normalize import (
     denormalize_params,
     denormalize_target,
     fit_stats,
+    generated_target,
     normalize_condition,
     normalize_params,
     normalize_target,
@@ -67,6 +68,22 @@ def test_softening_scale_is_the_mass_weighted_quantile():
     np.testing.assert_allclose(y[0, 2], expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y[:, 2].std(), 1.0, rtol=1e-10)
     np.testing.assert_allclose(denormalize_target(y, stats), raw.target, rtol=1e-12)
+
+
+def test_a_generated_map_below_the_transforms_zero_is_zero_mass():
+    stats = fit_stats(_raw(), {"stars": 0.1})
+    x = np.full((2, 3, 1, 2), 5e7)
+    x[:, 2, 0, 0] = 0.0
+    y = normalize_target(x, stats)
+    # A generator's noise around an empty pixel: half below the transform's zero.
+    y[0, 2, 0, 0] -= 0.01
+    y[1, 2, 0, 0] += 0.01
+    assert denormalize_target(y, stats)[0, 2, 0, 0] < 0.0
+    got = generated_target(y, stats)
+    assert got[0, 2, 0, 0] == 0.0 and got[1, 2, 0, 0] > 0.0
+    np.testing.assert_allclose(got[:, :2], x[:, :2], rtol=1e-12)
+    np.testing.assert_allclose(got[:, 2, 0, 1], x[:, 2, 0, 1], rtol=1e-12)
+    torch.testing.assert_close(generated_target(torch.as_tensor(y), stats), torch.as_tensor(got))
 
 
 def test_softening_of_an_unknown_channel_is_refused():

@@ -12,7 +12,7 @@ import torch
 from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.data.normalize import (
     NormStats,
-    denormalize_target,
+    generated_target,
     normalize_condition,
     normalize_params,
 )
@@ -162,7 +162,7 @@ class Generator:
                     indices=indices[lo:hi],
                     realization=r,
                 )
-                out[lo:hi, r] = denormalize_target(
+                out[lo:hi, r] = generated_target(
                     y.cpu().numpy().astype(dtype, copy=False), self.stats
                 )
         return out

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from halocm.data.normalize import NormStats, denormalize_target
+from halocm.data.normalize import NormStats, denormalize_target, generated_target
 from halocm.evaluation.metrics import pk_error, rk_error
 from halocm.sampling import consistency_batch, make_generators
 
@@ -43,7 +43,7 @@ def sample_quality(
     )
     if decode is not None:
         gen = decode(gen)
-    gen = np.asarray(denormalize_target(gen.float().cpu().numpy(), stats), dtype=np.float64)
+    gen = np.asarray(generated_target(gen.float().cpu().numpy(), stats), dtype=np.float64)
     true = np.asarray(denormalize_target(x0.float().cpu().numpy(), stats), dtype=np.float64)
     pk = [pk_error(gen[:, c], true[:, c], stats.box_size) for c in range(gen.shape[1])]
     rk = [rk_error(gen[:, c], true[:, c], stats.box_size) for c in range(gen.shape[1])]
