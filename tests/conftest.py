@@ -58,6 +58,7 @@ TINY_PARAMS = merge(
         },
         "mean": {
             "base_channels": 8,
+            "channel_mult": [1, 2],
             "steps": 12,
             "batch_size": 8,
             "checkpoint_every": 4,

@@ -11,6 +11,7 @@ from halocm.api import SampleSettings
 from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.data.normalize import denormalize_condition, denormalize_params
+from halocm.stages.pretrain import pretrain
 from halocm.stages.train import train
 
 
@@ -63,11 +64,14 @@ def test_a_sample_is_the_same_whatever_the_batch_size(trained):
 def test_sampling_settings_come_from_the_caller_or_else_the_checkpoint(trained):
     gen, cfg = trained
     path = cfg.paths.models_dir / "consistency.pt"
-    assert gen.sample_settings == SampleSettings(cfg.sample.intermediate_sigmas, 16)
+    assert gen.sample_settings == SampleSettings(cfg.sample.intermediate_sigmas, 16, ("dm_hydro",))
     other = SampleSettings((3.0, 1.0, 0.2), 3)
     assert load_model(path, device="cpu", sample=other).sample_settings == other
     recorded = load_model(path, device="cpu").sample_settings  # as trained: the tiny config's
-    assert recorded == SampleSettings(cfg.sample.intermediate_sigmas, cfg.sample.batch_size)
+    assert recorded == SampleSettings.of(cfg.sample)
+    # A checkpoint's recorded settings from before `mean_only` existed: no channel is μ alone.
+    old = {"intermediate_sigmas": [1.0, 0.5], "batch_size": 4}
+    assert SampleSettings.of(old) == SampleSettings((1.0, 0.5), 4, ())
     # Other levels, other multistep samples; the one-step sample does not use them.
     cond, params = _inputs(gen, cfg)
     regen = load_model(path, device="cpu", sample=other)
@@ -106,4 +110,19 @@ def test_bad_input_is_one_clear_line(trained, mutate, message):
     cond, params = mutate(*_inputs(gen, cfg))
     with pytest.raises(ValueError, match=message) as err:
         gen.sample(cond, params)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [(("hi",), r"sample.mean_only: no target channel named \['hi'\]"), (("gas",), "mean network")],
+)
+def test_mean_only_names_channels_of_a_model_with_a_mean_network(project, names, message):
+    plain = ["mean.enabled=false", "sample.mean_only=[]", "pretrain.steps=1", "train.steps=1"]
+    cfg = load_config(project / "params.yaml", plain)
+    pretrain(cfg)
+    path = train(cfg)
+    settings = cfg.sample.model_copy(update={"mean_only": names})
+    with pytest.raises(ValueError, match=message) as err:
+        load_model(path, device="cpu", sample=settings)
     assert "\n" not in str(err.value)

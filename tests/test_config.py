@@ -103,6 +103,7 @@ def test_overrides_are_parsed_as_yaml():
         ("data.softening={stars: 1.5}", "mass fractions in [0, 1) per target channel"),
         ("mean.tail={stars: 0}", "positive tail scales per target channel, got {'stars': 0.0}"),
         ("sample.intermediate_sigmas=[1, 2]", "strictly decreasing"),
+        ("mean.enabled=false", "mean.enabled is false: enable it or set sample.mean_only=[]"),
         ("device=tpu", "device='tpu': allowed"),
         ("optimizer.name=sgd", "optimizer.name='sgd': allowed: 'adamw' or 'radam'"),
         ("nokeyvalue", "expected KEY=VALUE"),

@@ -30,6 +30,19 @@ def test_power_law_filter_variance_is_that_of_the_coloured_noise(noise):
     assert f[:, 0, 1].mean() / f[:, 0, 4].mean() == pytest.approx(32.0, rel=0.5)
 
 
+def test_a_white_turn_below_k_flat_bounds_the_variance_whatever_the_field_side():
+    # The simulator's background: a 2n field of a 6.25 Mpc/h cutout has no mode below π/d.
+    h, k_flat = 6.25 / 32, np.pi / 6.25
+    pure = {m: fields.power_law_filter(m, h, 0.5, -2.5)[1] for m in (64, 512)}
+    turned = {m: fields.power_law_filter(m, h, 0.5, -2.5, k_flat)[1] for m in (64, 512)}
+    assert turned[64] == pure[64]
+    assert pure[512] > 3 * pure[64]  # k^-2.5 in 2D: the variance grows with the side
+    assert turned[512] == pytest.approx(turned[64], rel=0.05)
+    filt, _ = fields.power_law_filter(512, h, 0.5, -2.5, k_flat)
+    k = fields.wavenumbers(512, h)
+    assert np.ptp(filt[(k > 0) & (k <= k_flat)]) < 1e-6 * filt.max()  # white below the turn
+
+
 def test_smoothing_conserves_the_periodic_total(noise):
     field = np.exp(noise[:3]).astype(np.float64)
     smoothed = fields.smooth(field, np.array([0.1, 0.3, 1.0]), 0.2)

@@ -129,10 +129,32 @@ def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
     torch.testing.assert_close(out, mean.decode(r, mean.predict(c, p)))
 
 
+def test_a_mean_only_channel_is_mu_and_the_others_are_untouched(project):
+    cfg = load_config(
+        project / "params.yaml", ["mean.enabled=true", "train.warm_start=false", "train.steps=2"]
+    )
+    path = train(cfg)
+    test = load_split(cfg.paths.processed_dir / "test.npz")
+    c, p = torch.as_tensor(test["condition"][:3]), torch.as_tensor(test["params"][:3])
+
+    def one_step(mean_only):
+        settings = cfg.sample.model_copy(update={"mean_only": mean_only})
+        gen = load_model(path, device="cpu", sample=settings)
+        return gen, gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3))
+
+    _, drawn = one_step(())
+    gen, dm_as_mu = one_step(("dm_hydro",))
+    torch.testing.assert_close(dm_as_mu[:, 0], gen.residual.predict(c, p)[:, 0])
+    assert not torch.allclose(drawn[:, 0], dm_as_mu[:, 0])
+    torch.testing.assert_close(dm_as_mu[:, 1:], drawn[:, 1:])
+
+
 def test_a_denoiser_of_another_residual_is_refused(project):
     # A denoiser that models the residual cannot warm-start a model of y itself.
     pretrain(load_config(project / "params.yaml", ["mean.enabled=true"]))
-    cfg = load_config(project / "params.yaml", ["mean.enabled=false", "train.steps=1"])
+    cfg = load_config(
+        project / "params.yaml", ["mean.enabled=false", "sample.mean_only=[]", "train.steps=1"]
+    )
     with pytest.raises(ValueError, match="pretrained with another mean network"):
         train(cfg)
 

@@ -12,6 +12,7 @@ import torch
 from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.data.normalize import (
     NormStats,
+    check_channel_keys,
     generated_target,
     normalize_condition,
     normalize_params,
@@ -24,10 +25,27 @@ from halocm.sampling import consistency_batch, make_generators, nfe, teacher_bat
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """How to sample: the multistep levels below σ_max and the maps per network call."""
+    """How to sample: the multistep levels below σ_max, the maps per network call, and the
+    channels drawn as their conditional mean μ alone (docs/design.md §5)."""
 
     intermediate_sigmas: tuple[float, ...]
     batch_size: int
+    mean_only: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings) -> SampleSettings:
+        """From a config's `sample` section or its JSON form (a dict, as checkpoints and
+        MLflow record it; those written before `mean_only` existed lack it)."""
+        if isinstance(settings, dict):
+            sigmas, batch = settings["intermediate_sigmas"], settings["batch_size"]
+            mean_only = settings.get("mean_only", ())
+        else:
+            sigmas, batch, mean_only = (
+                settings.intermediate_sigmas,
+                settings.batch_size,
+                settings.mean_only,
+            )
+        return cls(tuple(float(s) for s in sigmas), int(batch), tuple(mean_only))
 
 
 class Generator:
@@ -49,6 +67,17 @@ class Generator:
         self.net = network_from_checkpoint(ckpt, weights="ema").to(device).eval()
         self.net.requires_grad_(False)
         self.residual = Residual.from_state(ckpt.get("residual"), device)
+        self.mean_only = self._mean_only_channels(sample.mean_only)
+
+    def _mean_only_channels(self, names: tuple[str, ...]) -> list[int]:
+        """Indices of the channels drawn as μ alone; they need a mean network."""
+        check_channel_keys("sample.mean_only", dict.fromkeys(names), self.channel_names)
+        if names and self.residual.mean is None:
+            raise ValueError(
+                f"sample.mean_only: {list(names)} need a mean network, and this model has none "
+                "(it was trained with mean.enabled: false)"
+            )
+        return [self.channel_names.index(name) for name in names]
 
     @property
     def channel_names(self) -> list[str]:
@@ -196,6 +225,9 @@ class Generator:
                 sigma_max=d["sigma_max"],
                 rho=d["rho"],
             )
+        # A zero residual decodes to μ: what the condition nearly fixes (hydro dark matter)
+        # keeps none of the generator's noise.
+        r[:, self.mean_only] = 0.0
         return self.residual.decode(r, self.residual.predict(cond, params))
 
 
@@ -212,15 +244,11 @@ def load_model(
 ) -> Generator:
     """Load a denoiser or consistency checkpoint (weights_only) for sampling.
 
-    `sample`: how to sample — anything with `intermediate_sigmas` and `batch_size`, such as a
-    config's `sample` section; None uses the settings recorded with the checkpoint's config.
+    `sample`: how to sample — a config's `sample` section, its dict form or SampleSettings;
+    None uses the settings recorded with the checkpoint's config.
     """
     dev = resolve_device(device)
     ckpt = load_checkpoint(path, map_location=dev, need=SAMPLING_KEYS)
-    if sample is None:
-        recorded = ckpt["config"]["sample"]
-        sigmas, batch_size = recorded["intermediate_sigmas"], recorded["batch_size"]
-    else:
-        sigmas, batch_size = sample.intermediate_sigmas, sample.batch_size
-    settings = SampleSettings(tuple(float(s) for s in sigmas), int(batch_size))
-    return Generator(ckpt, dev, settings)
+    return Generator(
+        ckpt, dev, SampleSettings.of(ckpt["config"]["sample"] if sample is None else sample)
+    )

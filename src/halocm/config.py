@@ -128,6 +128,7 @@ class Mean(_Section):
 
     enabled: bool
     base_channels: int = Field(ge=4)
+    channel_mult: tuple[int, ...]
     steps: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
@@ -273,6 +274,7 @@ class Sample(_Section):
 
     intermediate_sigmas: tuple[float, ...]
     batch_size: int = Field(ge=1)
+    mean_only: tuple[str, ...]  # channels drawn as the mean network's μ alone
 
     @field_validator("intermediate_sigmas")
     @classmethod
@@ -360,6 +362,16 @@ class Config(_Section):
             names = [repr(m) for m in allowed]
             raise ValueError(
                 f"train.mode={self.train.mode!r}: allowed: {', '.join(names[:-1])} or {names[-1]}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mean_only_needs_the_mean(self) -> Config:
+        if self.sample.mean_only and not self.mean.enabled:
+            raise ValueError(
+                f"sample.mean_only={list(self.sample.mean_only)} draws those channels as the "
+                "mean network's μ, and mean.enabled is false: enable it or set "
+                "sample.mean_only=[]"
             )
         return self
 

@@ -25,13 +25,10 @@ class HalocmConsistencyModel(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        from halocm.api import SampleSettings, load_model
+        from halocm.api import load_model
 
-        settings = context.model_config
         self.generator = load_model(
-            context.artifacts["checkpoint"],
-            device="auto",
-            sample=SampleSettings(tuple(settings["intermediate_sigmas"]), settings["batch_size"]),
+            context.artifacts["checkpoint"], device="auto", sample=dict(context.model_config)
         )
 
     def predict(self, context, model_input, params=None):

@@ -30,13 +30,14 @@ def impulse_variance(filt: np.ndarray, m: int) -> float:
 
 @functools.lru_cache(maxsize=16)
 def power_law_filter(
-    m: int, spacing: float, amplitude: float, slope: float
+    m: int, spacing: float, amplitude: float, slope: float, k_flat: float = 0.0
 ) -> tuple[np.ndarray, float]:
     """Filter √P(k)/spacing (white noise → field of spectrum P) and its variance, for
-    P(k) = amplitude k^slope with k in h/Mpc; no k = 0 mode (the mean is set apart)."""
+    P(k) = amplitude max(k, k_flat)^slope with k in h/Mpc (white below k_flat); no k = 0
+    mode (the mean is set apart)."""
     k = wavenumbers(m, spacing)
     power = np.zeros_like(k)
-    power[k > 0] = amplitude * k[k > 0] ** slope
+    power[k > 0] = amplitude * np.maximum(k[k > 0], k_flat) ** slope
     amp = (np.sqrt(power) / spacing).astype(np.float32)
     return amp, impulse_variance(amp, m)
 

@@ -96,7 +96,11 @@ CLUMP_SIGMA = 0.3  # clumping: lognormal with σ = 0.3 (A_SN1 A_AGN1)^0.1 ...
 CLUMP_SIGMA_FB = 0.1
 CLUMP_LENGTH = 0.25  # ... correlated over ~0.25 Mpc/h
 
-# --- Background: P_g(k) = BG_AMPLITUDE σ8² k^BG_SLOPE (k in h/Mpc), lognormal.
+# --- Background: P_g(k) = BG_AMPLITUDE σ8² max(k, π/depth)^BG_SLOPE (k in h/Mpc), lognormal.
+# A slab of depth d averages away the modes along the line of sight shorter than d, so its
+# projected spectrum turns white below k ~ π/d; k^−2.5 all the way down would make the pixel
+# variance grow without bound with the field's side. The default cutout field (2 × 6.25 Mpc/h
+# = 2d) has no mode below π/d, so only wider fields (the box, context channels) see the turn.
 BG_AMPLITUDE = 0.5
 BG_SLOPE = -2.5
 
@@ -492,7 +496,7 @@ def background(noise, omega_m, sigma_8, a_agn, *, pixel: float, depth: float):
     """Lognormal background (B, m, m), mass per pixel, from white noise (B, m, m) and θ (B,),
     and its gas: (Ωb/Ωm) × the background smoothed by GAS_BG_SMOOTH A_AGN1^0.2 Mpc/h."""
     m = noise.shape[-1]
-    amp, var0 = fields.power_law_filter(m, pixel, BG_AMPLITUDE, BG_SLOPE)
+    amp, var0 = fields.power_law_filter(m, pixel, BG_AMPLITUDE, BG_SLOPE, math.pi / depth)
     sig8 = sigma_8.astype(np.float32)[:, None, None]
     g = fields.colour(noise, amp[None] * sig8)
     # ρ = ρ̄ exp(g − σ_g²/2) keeps the mean at Ωm ρcrit × depth; σ_g² ∝ σ8².

@@ -26,7 +26,8 @@ from halocm.training import (
 
 def regress(cfg: Config, *, resume: bool = False, log_metrics: MetricsFn | None = None) -> Path:
     """MSE regression of E[target | condition, params] with `mean.*` and `optimizer.*`; the
-    UNet of `model` with `mean.base_channels`. Under `torchrun`, inside the process group."""
+    UNet of `model` with `mean.base_channels` and `mean.channel_mult`. Under `torchrun`,
+    inside the process group."""
     device = resolve_device(cfg.device)
     with process_group(device):
         return _regress(cfg, device, resume=resume, log_metrics=log_metrics)
@@ -36,7 +37,11 @@ def _regress(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None
     seed_everything(cfg.seed)
     stats, train, val, shapes = load_training_data(Path(cfg.paths.processed_dir), device)
     d, m = cfg.diffusion, cfg.mean
-    model = {**cfg.model.model_dump(), "base_channels": m.base_channels}
+    model = {
+        **cfg.model.model_dump(),
+        "base_channels": m.base_channels,
+        "channel_mult": m.channel_mult,
+    }
     spec = network_spec("mean", model, shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data)
     net = build_network(spec).to(device)
     net.fit_affine(train[0], train[1])
