@@ -29,7 +29,8 @@ KEYS = {
 
 def _cfg(**kw) -> Simulator:
     # 3R200 < L/2 below 10^14.4: every host component except the ejected gas fits the cutout.
-    base = {"resolution": 16, "log_mass_min": 12.5, "log_mass_max": 14.3}
+    # One host per cutout: the bookkeeping below is the host's (neighbours have their tests).
+    base = {"resolution": 16, "log_mass_min": 12.5, "log_mass_max": 14.3, "neighbour_density": 0}
     return simulator(**{**base, **kw})
 
 
@@ -370,3 +371,68 @@ def test_plot_cutouts(tmp_path):
         halo_mass=out["halo_mass"],
     )
     assert path.stat().st_size > 1000
+
+
+# --- Neighbours -------------------------------------------------------------------------------
+
+
+def test_neighbours_are_a_poisson_count_of_host_masses_within_the_stamps_reach():
+    cfg = _cfg(neighbour_density=0.01)
+    n = cfg.resolution
+    draws = [S.draw_neighbours(cfg, 2, i) for i in range(400)]
+    reach = n // 2 + n
+    expected = 0.01 * ((2 * reach - 1) * cfg.box_size / n) ** 2  # 3.4 per map
+    counts = np.array([len(m) for m, _ in draws])
+    assert counts.mean() == pytest.approx(expected, abs=5 * math.sqrt(expected / 400))
+    masses = np.concatenate([m for m, _ in draws])
+    offsets = np.concatenate([o for _, o in draws])
+    assert (masses >= 10**cfg.log_mass_min).all() and (masses <= 10**cfg.log_mass_max).all()
+    assert np.abs(offsets).max() == reach - 1
+
+
+def test_neighbours_add_other_hosts_to_the_condition_and_every_truth_draw():
+    alone = S.simulate(_cfg(), 6, seed=4, n_realizations=1)
+    cfg = _cfg(neighbour_density=0.02)
+    near = S.simulate(cfg, 6, seed=4, n_realizations=1)
+    assert near.keys() == alone.keys()
+    # The map's own host, subhalos and background are the same draws; neighbours add to them.
+    cat = S.draw_catalog(cfg, 4, np.arange(6))
+    dmo, hydro = S.paint_neighbours(cfg, cat, 4, [1, 2])
+    assert (dmo.sum((1, 2)) > 0).sum() >= 4
+    added = near["condition"][:, 0].astype(float) - alone["condition"][:, 0]
+    np.testing.assert_allclose(added, dmo, rtol=1e-4, atol=1e-4 * dmo.max())
+    # Their hydro maps, with their own stellar draws per truth realisation, land in the target
+    # (gas only in total: the map's clumping is applied after they are added).
+    for maps, extra in ((near["target"], hydro[0]), (near["truth_realizations"][:, 0], hydro[1])):
+        before = alone["target"] if maps is near["target"] else alone["truth_realizations"][:, 0]
+        for c in (0, 2):
+            np.testing.assert_allclose(
+                maps[:, c].astype(float) - before[:, c],
+                extra[:, c],
+                rtol=1e-4,
+                atol=1e-4 * extra[:, c].max(),
+            )
+        gas = maps[:, 1].astype(float).sum((1, 2)) - before[:, 1].sum((1, 2))
+        # The clumping renormalises each map in float32: to 1e-6 of the map's gas.
+        atol = 1e-5 * before[:, 1].sum((1, 2)).max()
+        np.testing.assert_allclose(gas, extra[:, 1].sum((1, 2)), rtol=0, atol=atol)
+    assert not np.array_equal(hydro[0][:, 2], hydro[1][:, 2])  # stellar masses redrawn
+    # Map i's neighbours are its own: the same whatever the batching.
+    batched = S.simulate(cfg, 6, seed=4, n_realizations=1, batch_size=4)
+    for key in near:
+        np.testing.assert_array_equal(near[key], batched[key], err_msg=key)
+
+
+def test_a_box_host_and_a_neighbour_are_painted_by_the_same_code():
+    cfg = _cfg()
+    stamp = S.stamp_config(cfg, 2 * cfg.resolution)
+    theta = np.array([[0.3, 0.8, 1.0, 1.0]])
+    hosts = S.host_catalog(7, np.array([5]), np.array([1e13]), theta, 2 * cfg.resolution)
+    dmo, (hydro,) = S.paint_hosts(stamp, hosts, 7)
+    maps = np.concatenate([dmo[:, None], hydro], axis=1)
+    f_b = H.OMEGA_B / 0.3
+    # A host alone: no background, and its hydro matter is its DMO mass (the ejected gas's far
+    # tail beyond the stamp aside).
+    total = maps[0, 1:].sum()
+    assert maps[0, 0].sum() == pytest.approx(total, rel=0.02)
+    assert maps[0, 1].sum() == pytest.approx((1 - f_b) * maps[0, 0].sum(), rel=1e-4)

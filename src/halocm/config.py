@@ -51,6 +51,7 @@ class Simulator(_Section):
     log_mass_min: float = Field(ge=10.0, le=16.0)
     log_mass_max: float = Field(ge=10.0, le=16.0)
     context_channels: bool
+    neighbour_density: float = Field(ge=0)
     n_truth_realizations: int = Field(ge=0)
     n_figure_maps: int = Field(ge=0)
 
@@ -58,6 +59,15 @@ class Simulator(_Section):
     def _mass_range(self) -> Simulator:
         if self.log_mass_max < self.log_mass_min:
             raise ValueError("log_mass_max must be >= log_mass_min")
+        return self
+
+    @model_validator(mode="after")
+    def _neighbours_without_context(self) -> Simulator:
+        if self.neighbour_density > 0 and self.context_channels:
+            raise ValueError(
+                "neighbour_density > 0 paints neighbours into the cutout only: it needs "
+                "context_channels: false"
+            )
         return self
 
 

@@ -22,8 +22,8 @@ Each host is painted on a stamp `stamp_factor` × the cutout side (default 2: th
 ends at 3 R200 ≤ 3.3 Mpc/h); what falls off the stamp (the far tail of the ejected gas) is
 dropped, as it is off a training cutout. Randomness: the box (θ, positions, masses,
 background, clumping) draws from (seed, 0, BOX_STREAM); host i's concentration and subhalos
-from (seed, i, HOST_STREAM) and its stellar scatter from synthetic's stream (seed, i, 1), so
-host i is the same whatever the batch size.
+from (seed, i, synthetic.HOST_STREAM) and its stellar scatter from synthetic's stream
+(seed, i, 1), so host i is the same whatever the batch size.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ from halocm.data.halos import OMEGA_B
 from halocm.io import atomic_path, save_npz, write_text
 
 BOX_STREAM = 1000
-HOST_STREAM = 1001
-MASS_SLOPE = 1.9  # dN/dM ∝ M^-1.9: the halo mass function's slope well below M*
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,45 +56,6 @@ class Box:
     channel_names: tuple[str, ...] = S.CHANNEL_NAMES
 
 
-def _host_draws(seed: int, index: int, m200: float) -> tuple[float, tuple[np.ndarray, ...]]:
-    """Concentration and subhalos of host `index`, drawn as `synthetic.draw_catalog` draws
-    them, from the host's own stream."""
-    rng = np.random.default_rng([seed, index, HOST_STREAM])
-    c200 = S.draw_concentration(rng, m200)
-    return float(c200), S.draw_subhalos(rng, m200)
-
-
-def host_catalog(
-    seed: int, index: np.ndarray, m200: np.ndarray, theta: dict[str, float], stamp: int
-) -> S.HaloCatalog:
-    """A `synthetic.HaloCatalog` for hosts `index` under the box's θ; its background noise is
-    zero (the box has one background of its own, added once)."""
-    draws = [_host_draws(seed, int(i), float(m)) for i, m in zip(index, m200, strict=True)]
-    return S.assemble_catalog(
-        index,
-        [[theta[name] for name in S.PARAM_NAMES]] * len(index),
-        m200,
-        [c for c, _ in draws],
-        [subs for _, subs in draws],
-        np.zeros((len(index), stamp, stamp), np.float32),
-    )
-
-
-def paint_hosts(stamp_cfg: Simulator, cat: S.HaloCatalog, seed: int) -> np.ndarray:
-    """Stamps (B, 4, s, s) of the hosts alone, [dmo, dm_hydro, gas, stars], unclumped."""
-    cond, dark = S.paint_condition(stamp_cfg, cat)
-    # The zero-noise background is uniform; take it off (the box adds its own once).
-    dmo = cond[:, 0] - dark.background
-    zero = np.zeros_like(dark.background)
-    dark = dataclasses.replace(dark, background=zero, background_gas=zero)
-    noise = S.draw_baryon_noise(stamp_cfg, cat, seed, 1)
-    # Zero clumping noise makes the clumping a constant that the renormalisation undoes: the
-    # box clumps all its gas with one field instead.
-    noise = dataclasses.replace(noise, clump=np.zeros_like(noise.clump))
-    hydro = S.paint_target(stamp_cfg, cat, dark, noise)
-    return np.concatenate([dmo[:, None], hydro], axis=1)
-
-
 def simulate_box(
     cfg: Simulator,
     *,
@@ -106,7 +65,7 @@ def simulate_box(
     params: dict[str, float] | None = None,
     log_mass_min: float | None = None,
     log_mass_max: float | None = None,
-    mass_slope: float = MASS_SLOPE,
+    mass_slope: float = S.HOST_MASS_SLOPE,
     stamp_factor: int = 2,
     batch_size: int = 64,
 ) -> Box:
@@ -129,13 +88,14 @@ def simulate_box(
 
     # Stamps are even-sided so that the host sits on a pixel corner, as in the cutouts.
     stamp = min(stamp_factor * n, n_pixels - n_pixels % 2)
-    stamp_cfg = cfg.model_copy(
-        update={"resolution": stamp, "box_size": stamp * h, "context_channels": False}
-    )
+    stamp_cfg = S.stamp_config(cfg, stamp)
+    theta_rows = np.array([[theta[k] for k in S.PARAM_NAMES]])
     maps = np.zeros((4, n_pixels, n_pixels))  # [dmo, dm_hydro, gas, stars]
     for lo in range(0, n_halos, batch_size):
         idx = np.arange(lo, min(lo + batch_size, n_halos))
-        stamps = paint_hosts(stamp_cfg, host_catalog(seed, idx, m200[idx], theta, stamp), seed)
+        hosts = S.host_catalog(seed, idx, m200[idx], theta_rows.repeat(len(idx), 0), stamp)
+        dmo, (hydro,) = S.paint_hosts(stamp_cfg, hosts, seed)
+        stamps = np.concatenate([dmo[:, None], hydro], axis=1)
         for j, i in enumerate(idx):
             ix, iy = corner[i]
             fields.paste(maps, stamps[j], iy - stamp // 2, ix - stamp // 2)

@@ -22,6 +22,14 @@ n). Map i draws from its own generators seeded (seed, i, stream): stream 0 the c
 host, subhalos, background), stream 1 the target's stochastic baryons (stellar-mass scatter,
 gas clumping), stream 2 + r those of truth realisation r — so maps do not depend on the batch
 size, and realisations share the condition exactly.
+
+Neighbours (`simulator.neighbour_density` > 0): other hosts seen in projection, as in a box.
+Map i draws their count (Poisson, mean density × the area over which a host's 2n stamp
+reaches the cutout), masses (dN/dM ∝ M^−1.9 on the host range) and pixel-corner offsets from
+stream (seed, i, NEIGHBOUR_STREAM); each is painted alone on its stamp (`paint_hosts`, as the
+box paints its hosts) under the map's θ and added, cropped, to the condition and the target
+before the gas is clumped. Neighbour j of map i draws its own halo and baryons as host
+NEIGHBOUR_INDEX + 64 i + j.
 """
 
 from __future__ import annotations
@@ -103,6 +111,13 @@ CLUMP_LENGTH = 0.25  # ... correlated over ~0.25 Mpc/h
 # = 2d) has no mode below π/d, so only wider fields (the box, context channels) see the turn.
 BG_AMPLITUDE = 0.5
 BG_SLOPE = -2.5
+
+# --- Hosts in projection: the box's and a cutout's neighbours.
+HOST_MASS_SLOPE = 1.9  # dN/dM ∝ M^-1.9: the halo mass function's slope well below M*
+HOST_STREAM = 1001  # a host painted alone: its concentration and subhalos
+NEIGHBOUR_STREAM = 1002  # map i's neighbours: count, masses, offsets
+NEIGHBOUR_INDEX = 2**40  # neighbour j of map i is host NEIGHBOUR_INDEX + 64 i + j
+MAX_NEIGHBOURS = 64
 
 # --- Numerics.
 # Host annuli are R/64 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
@@ -608,9 +623,14 @@ def clump_gas(gas: np.ndarray, noise: np.ndarray, sigma, pixel: float) -> np.nda
 
 
 def paint_target(
-    cfg: Simulator, cat: HaloCatalog, dark: DarkMatter, noise: BaryonNoise
+    cfg: Simulator,
+    cat: HaloCatalog,
+    dark: DarkMatter,
+    noise: BaryonNoise,
+    neighbours: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Hydro maps (B, 3, n, n) [dm_hydro, gas, stars] for one draw of the baryonic noise."""
+    """Hydro maps (B, 3, n, n) [dm_hydro, gas, stars] for one draw of the baryonic noise;
+    `neighbours` (B, 3, n, n), other hosts' unclumped maps, are added before the clumping."""
     n, box = cfg.resolution, cfg.box_size
     b = len(cat.index)
     _, edges = annulus_operator(n, box)
@@ -634,6 +654,9 @@ def paint_target(
         R, bar["gas_ejected"][:, None], ejection_radius(r200, cat.a_sn, cat.a_agn)[:, None]
     )
     gas = paint_centred(gas_enc, n, box) + dark.background_gas
+    if neighbours is not None:
+        dm = dm + neighbours[:, 0]
+        gas = gas + neighbours[:, 1]
     sigma = clump_sigma(cat.a_sn, cat.a_agn).astype(np.float32)[:, None, None]
     gas = clump_gas(gas, noise.clump, sigma, box / n)
     # Stars: central Hernquist (exact annuli) + satellites (rings).
@@ -648,7 +671,105 @@ def paint_target(
     stars += paint_rings(
         b, n, box, cat.sub_owner, dark.sub_x, dark.sub_y, cat.sub_phi, radii, masses
     )
+    if neighbours is not None:
+        stars = stars + neighbours[:, 2]
     return np.stack([dm, gas, stars], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hosts painted alone (the box's hosts, a cutout's neighbours)
+# ---------------------------------------------------------------------------------------------
+
+
+def host_catalog(seed: int, index: np.ndarray, m200: np.ndarray, theta: np.ndarray, stamp: int):
+    """A HaloCatalog for hosts `index` of masses m200 under θ (B, 4), each drawing its
+    concentration and subhalos from (seed, index, HOST_STREAM); no background noise."""
+    c200, subs = [], []
+    for i, m in zip(index, m200, strict=True):
+        rng = _stream(seed, int(i), HOST_STREAM)
+        c200.append(float(draw_concentration(rng, float(m))))
+        subs.append(draw_subhalos(rng, float(m)))
+    noise = np.zeros((len(index), stamp, stamp), np.float32)
+    return assemble_catalog(index, theta, m200, c200, subs, noise)
+
+
+def stamp_config(cfg: Simulator, stamp: int) -> Simulator:
+    """The simulator on a stamp of `stamp` pixels of the same side, without context."""
+    h = cfg.box_size / cfg.resolution
+    return cfg.model_copy(
+        update={"resolution": stamp, "box_size": stamp * h, "context_channels": False}
+    )
+
+
+def paint_hosts(
+    stamp_cfg: Simulator, cat: HaloCatalog, seed: int, streams: tuple[int, ...] = (1,)
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The hosts alone on their stamps: DMO (B, s, s) and, per baryon stream in `streams`
+    (their stellar scatter), [dm_hydro, gas, stars] (B, 3, s, s) with the gas unclumped."""
+    cond, dark = paint_condition(stamp_cfg, cat)
+    # The zero-noise background is uniform; take it off (box and cutout add their own once).
+    dmo = cond[:, 0] - dark.background
+    zero = np.zeros_like(dark.background)
+    dark = dataclasses.replace(dark, background=zero, background_gas=zero)
+    hydro = []
+    for stream in streams:
+        noise = draw_baryon_noise(stamp_cfg, cat, seed, stream)
+        # Zero clumping noise makes the clumping a constant that the renormalisation undoes:
+        # the map the stamp lands in clumps all its gas with one field instead.
+        noise = dataclasses.replace(noise, clump=np.zeros_like(noise.clump))
+        hydro.append(paint_target(stamp_cfg, cat, dark, noise))
+    return dmo, hydro
+
+
+def add_cropped(canvas: np.ndarray, stamp: np.ndarray, dy: int, dx: int) -> None:
+    """canvas (C, n, n) += stamp (C, s, s) centred dy, dx pixels from the canvas centre (both
+    on pixel corners), what falls outside dropped (no wrap)."""
+    n, s = canvas.shape[-1], stamp.shape[-1]
+    y0, x0 = n // 2 + dy - s // 2, n // 2 + dx - s // 2
+    ys = slice(max(y0, 0), max(min(y0 + s, n), 0))
+    xs = slice(max(x0, 0), max(min(x0 + s, n), 0))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        canvas[:, ys, xs] += stamp[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+
+
+def draw_neighbours(cfg: Simulator, seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map i's neighbours: masses (k,) and (dy, dx) offsets (k, 2) in pixels from the cutout
+    centre, over the square where a 2n stamp reaches the cutout (module docstring)."""
+    n = cfg.resolution
+    reach = n // 2 + n  # a stamp of 2n pixels centred |d| < reach pixels away overlaps
+    area = ((2 * reach - 1) * cfg.box_size / n) ** 2
+    rng = _stream(seed, i, NEIGHBOUR_STREAM)
+    k = min(int(rng.poisson(cfg.neighbour_density * area)), MAX_NEIGHBOURS)
+    m200 = power_law_masses(rng, k, 10**cfg.log_mass_min, 10**cfg.log_mass_max, HOST_MASS_SLOPE)
+    return m200, rng.integers(-reach + 1, reach, size=(k, 2))
+
+
+def paint_neighbours(
+    cfg: Simulator, cat: HaloCatalog, seed: int, streams: list[int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The neighbours of the batch's maps: their DMO (B, n, n) and, per baryon stream in
+    `streams`, their unclumped hydro maps (B, 3, n, n)."""
+    n, b = cfg.resolution, len(cat.index)
+    owner, index, m200, offsets = [], [], [], []
+    for j, i in enumerate(cat.index):
+        masses, offs = draw_neighbours(cfg, seed, int(i))
+        owner += [j] * len(masses)
+        index += [NEIGHBOUR_INDEX + MAX_NEIGHBOURS * int(i) + k for k in range(len(masses))]
+        m200.append(masses)
+        offsets.append(offs)
+    dmo = np.zeros((b, 1, n, n))
+    hydro = [np.zeros((b, 3, n, n)) for _ in streams]
+    if not owner:
+        return dmo[:, 0], hydro
+    stamp_cfg = stamp_config(cfg, 2 * n)
+    near = host_catalog(seed, np.array(index), np.concatenate(m200), cat.params[owner], 2 * n)
+    offsets = np.concatenate(offsets)
+    stamp_dmo, stamp_hydro = paint_hosts(stamp_cfg, near, seed, tuple(streams))
+    for k, j in enumerate(owner):
+        add_cropped(dmo[j], stamp_dmo[k, None], *offsets[k])
+        for r in range(len(streams)):
+            add_cropped(hydro[r][j], stamp_hydro[r][k], *offsets[k])
+    return dmo[:, 0], hydro
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,11 +810,20 @@ def simulate(
     for start in range(0, n_maps, bs):
         sl = slice(start, min(start + bs, n_maps))
         cat = draw_catalog(cfg, seed, np.arange(sl.start, sl.stop))
-        out["condition"][sl], dark = paint_condition(cfg, cat)
-        out["target"][sl] = paint_target(cfg, cat, dark, draw_baryon_noise(cfg, cat, seed, 1))
-        for r in range(n_realizations):
-            noise = draw_baryon_noise(cfg, cat, seed, 2 + r)
-            out["truth_realizations"][sl, r] = paint_target(cfg, cat, dark, noise)
+        cond, dark = paint_condition(cfg, cat)
+        streams = [1, *(2 + r for r in range(n_realizations))]
+        near = [None] * len(streams)
+        if cfg.neighbour_density > 0:
+            near_dmo, near = paint_neighbours(cfg, cat, seed, streams)
+            cond[:, 0] += near_dmo
+        out["condition"][sl] = cond
+        for r, stream in enumerate(streams):
+            noise = draw_baryon_noise(cfg, cat, seed, stream)
+            maps = paint_target(cfg, cat, dark, noise, near[r])
+            if r == 0:
+                out["target"][sl] = maps
+            else:
+                out["truth_realizations"][sl, r - 1] = maps
         out["params"][sl] = cat.params
         out["halo_mass"][sl] = cat.m200
         out["r200"][sl] = cat.r200
