@@ -3,8 +3,9 @@
     python benchmarks/bench_quality.py [--params params.yaml] [--steps 150 700 850] [--rows "a; b"]
                                        [--seed N] [--results PATH]
 
-Every row trains on the same maps (the embedded simulator's default maps, normalised as the
-row's `data.softening` says), with the same network, seed and number of optimiser steps —
+Every row trains on the same maps (the embedded simulator's maps of the row's `simulator`
+section, normalised as its `data.softening` says), with the same network, seed and number of
+optimiser steps —
 `--steps` of `mean`, `pretrain` and `train` (default: params.yaml's); a row without the mean
 network gives its steps to pretraining — and is scored by `halocm evaluate` at 1 and 2 steps,
 with the teacher and the denoiser's one evaluation. Rows that share their data, mean network
@@ -39,10 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
 WORK = ROOT / "benchmarks" / ".quality"
 
-# The mean network and sampling that every row below ran with before the default moved on
-# (mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ): pinned, so that a rerun
-# reproduces them.
-EARLIER = ["mean.lr=0.001", "mean.channel_mult=[1, 2, 2]", "sample.mean_only=[]"]
+# The maps, mean network and sampling that every row below ran with before the default moved
+# on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ): pinned, so
+# that a rerun reproduces them.
+EARLIER = [
+    "simulator.neighbour_density=0.0",
+    "mean.lr=0.001",
+    "mean.channel_mult=[1, 2, 2]",
+    "sample.mean_only=[]",
+]
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
 PLAIN = [
@@ -148,7 +154,6 @@ def base_params(params: Path, steps: list[int] | None, seed: int | None) -> dict
     raw["evaluate"]["sampling_steps"] = [1, 2]
     work = work_dir(raw["seed"])
     raw["paths"].update(
-        raw_dir=str(work / "data" / "raw"),
         models_dir=str(work / "models"),
         metrics_dir=str(work / "metrics"),
         reports_dir=str(work / "reports"),
@@ -171,14 +176,18 @@ def _key(raw: dict, sections: tuple[str, ...]) -> str:
 
 
 def run_row(raw: dict, name: str, timings: dict) -> dict:
-    """Prepare the row's data (its normalisation), train (reusing shared models) and evaluate
-    one row; its scores and seconds."""
+    """Simulate and prepare the row's data (unless a row with the same simulator and
+    normalisation did), train (reusing shared models) and evaluate one row; its scores and
+    seconds."""
     work = work_dir(raw["seed"])
-    processed = work / "data" / f"processed-{_key(raw, ('seed', 'data'))}"
+    raw["paths"]["raw_dir"] = str(work / "data" / f"raw-{_key(raw, ('seed', 'simulator'))}")
+    if not synthetic_path(config_from_dict(raw, source=name)).is_file():
+        generate(config_from_dict(raw, source=name))
+    processed = work / "data" / f"processed-{_key(raw, ('seed', 'simulator', 'data'))}"
     raw["paths"]["processed_dir"] = str(processed)
     if not (processed / "test.npz").is_file():
         prepare(config_from_dict(raw, source=name))
-    shared = ("seed", "data", "model", "diffusion", "optimizer", "mean")
+    shared = ("seed", "simulator", "data", "model", "diffusion", "optimizer", "mean")
     # The tail scales shape the residual the generators model, not the mean network.
     untailed = {**raw, "mean": {k: v for k, v in raw["mean"].items() if k != "tail"}}
     mean_dir = work / "models" / f"mean-{_key(untailed, shared)}"
@@ -234,9 +243,6 @@ def main() -> None:
     args = parser.parse_args()
     base = base_params(args.params, args.steps, args.seed)
     results = args.results or results_path(base["seed"])
-    data = config_from_dict(base, source="ablation data")
-    if not synthetic_path(data).is_file():
-        generate(data)
     chosen = {k: _lookup(yaml.safe_load(args.params.read_text()), k) for k in RECIPE_KEYS}
     names = [n.strip() for n in args.rows.split(";") if n.strip()] or list(ROWS)
     previous = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
