@@ -117,6 +117,8 @@ ROWS: dict[str, list[str]] = {
         "sample.mean_only=[dm_hydro]",
     ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
+    # params.yaml as it stands: for replicates of the default (--seed, the default budget).
+    "the default": [],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],

@@ -104,6 +104,8 @@ def test_overrides_are_parsed_as_yaml():
         ("mean.tail={stars: 0}", "positive tail scales per target channel, got {'stars': 0.0}"),
         ("sample.intermediate_sigmas=[1, 2]", "strictly decreasing"),
         ("mean.enabled=false", "mean.enabled is false: enable it or set sample.mean_only=[]"),
+        ("simulator.context_channels=true", "into the cutout only: it needs context_channels"),
+        ("simulator.neighbour_density=0.5", "gives 172 neighbours per map on average; at most 16"),
         ("device=tpu", "device='tpu': allowed"),
         ("optimizer.name=sgd", "optimizer.name='sgd': allowed: 'adamw' or 'radam'"),
         ("nokeyvalue", "expected KEY=VALUE"),

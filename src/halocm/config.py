@@ -43,6 +43,9 @@ class Paths(_Section):
     reports_dir: Path
 
 
+MAX_MEAN_NEIGHBOURS = 16  # the simulator's index layout holds 64 per map
+
+
 class Simulator(_Section):
     n_maps: int = Field(ge=3)
     resolution: int = Field(ge=8, le=1024)
@@ -62,13 +65,25 @@ class Simulator(_Section):
         return self
 
     @model_validator(mode="after")
-    def _neighbours_without_context(self) -> Simulator:
+    def _neighbours(self) -> Simulator:
         if self.neighbour_density > 0 and self.context_channels:
             raise ValueError(
                 "neighbour_density > 0 paints neighbours into the cutout only: it needs "
                 "context_channels: false"
             )
+        if self.mean_neighbours > MAX_MEAN_NEIGHBOURS:
+            raise ValueError(
+                f"neighbour_density={self.neighbour_density:g} gives {self.mean_neighbours:.0f} "
+                f"neighbours per map on average; at most {MAX_MEAN_NEIGHBOURS} are allowed"
+            )
         return self
+
+    @property
+    def mean_neighbours(self) -> float:
+        """The mean count of other hosts whose 2n stamps reach a cutout: the density times
+        the (3n − 1)² pixels their centres may sit on (docs/design.md §3)."""
+        pixel = self.box_size / self.resolution
+        return self.neighbour_density * ((3 * self.resolution - 1) * pixel) ** 2
 
 
 class Data(_Section):

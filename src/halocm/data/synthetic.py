@@ -116,8 +116,8 @@ BG_SLOPE = -2.5
 HOST_MASS_SLOPE = 1.9  # dN/dM ∝ M^-1.9: the halo mass function's slope well below M*
 HOST_STREAM = 1001  # a host painted alone: its concentration and subhalos
 NEIGHBOUR_STREAM = 1002  # map i's neighbours: count, masses, offsets
-NEIGHBOUR_INDEX = 2**40  # neighbour j of map i is host NEIGHBOUR_INDEX + 64 i + j
-MAX_NEIGHBOURS = 64
+NEIGHBOUR_INDEX = 2**40  # neighbour j of map i is host NEIGHBOUR_INDEX + 64 i + j, so
+MAX_NEIGHBOURS = 64  # a map holds at most 64: config.MAX_MEAN_NEIGHBOURS keeps the mean at 16
 
 # --- Numerics.
 # Host annuli are R/64 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
@@ -735,11 +735,11 @@ def add_cropped(canvas: np.ndarray, stamp: np.ndarray, dy: int, dx: int) -> None
 def draw_neighbours(cfg: Simulator, seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Map i's neighbours: masses (k,) and (dy, dx) offsets (k, 2) in pixels from the cutout
     centre, over the square where a 2n stamp reaches the cutout (module docstring)."""
-    n = cfg.resolution
-    reach = n // 2 + n  # a stamp of 2n pixels centred |d| < reach pixels away overlaps
-    area = ((2 * reach - 1) * cfg.box_size / n) ** 2
+    reach = cfg.resolution // 2 + cfg.resolution  # a 2n stamp centred |d| < reach px overlaps
     rng = _stream(seed, i, NEIGHBOUR_STREAM)
-    k = min(int(rng.poisson(cfg.neighbour_density * area)), MAX_NEIGHBOURS)
+    k = int(rng.poisson(cfg.mean_neighbours))
+    if k > MAX_NEIGHBOURS:  # P < 1e-17 at the largest mean the config allows
+        raise ValueError(f"map {i}: {k} neighbours, more than {MAX_NEIGHBOURS}")
     m200 = power_law_masses(rng, k, 10**cfg.log_mass_min, 10**cfg.log_mass_max, HOST_MASS_SLOPE)
     return m200, rng.integers(-reach + 1, reach, size=(k, 2))
 
