@@ -694,11 +694,11 @@ def host_catalog(seed: int, index: np.ndarray, m200: np.ndarray, theta: np.ndarr
 
 
 def stamp_config(cfg: Simulator, stamp: int) -> Simulator:
-    """The simulator on a stamp of `stamp` pixels of the same side, without context."""
+    """The simulator on a stamp of `stamp` pixels of the same side, for one host alone: no
+    context, no neighbours."""
     h = cfg.box_size / cfg.resolution
-    return cfg.model_copy(
-        update={"resolution": stamp, "box_size": stamp * h, "context_channels": False}
-    )
+    update = {"resolution": stamp, "box_size": stamp * h, "context_channels": False}
+    return cfg.model_copy(update={**update, "neighbour_density": 0.0})
 
 
 def paint_hosts(
