@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_paint import spectra
+from bench_paint import paint_background, spectra
 
 from halocm.api import load_model
 from halocm.config import load_config
 from halocm.data.box import simulate_box
 from halocm.io import write_json
-from halocm.painting import as_catalog, as_dmo, paint, paint_with_generator
+from halocm.painting import as_catalog, as_dmo, paint_with_generator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "boxes.json"
 CHANNELS = ("dm_hydro", "gas", "stars", "total")
@@ -45,18 +45,7 @@ def paint_one(box, generators: dict, args, mass_min: float, batch_size: int) -> 
     names = tuple(any_gen.stats.param_names) if any_gen.shapes.n_params else ()
     dmo = as_dmo(box.dmo)
     catalog = as_catalog(box.catalog, box_size=box.box_size, param_names=names)
-    background = paint(
-        dmo,
-        catalog,
-        None,
-        box_size=box.box_size,
-        cutout_pixels=any_gen.shapes.resolution,
-        cutout_size=any_gen.stats.box_size,
-        mass_min=np.inf,
-        batch_size=1,
-        channel_names=box.channel_names,
-    )
-    out = {"background only": scores(background.maps, box)}
+    out = {"background only": scores(paint_background(box, (dmo, catalog), any_gen).maps, box)}
     for label, gen in generators.items():
         res = paint_with_generator(
             gen,

@@ -129,6 +129,21 @@ def run(gen, box, inputs, args, n_steps: int, label: str) -> dict:
     return row
 
 
+def paint_background(box, inputs, gen):
+    """The box painted by no model: the DMO map times the cosmic fractions everywhere (with
+    the geometry of `gen`'s cutouts, which no halo uses)."""
+    return paint(
+        *inputs,
+        None,
+        box_size=box.box_size,
+        cutout_pixels=gen.shapes.resolution,
+        cutout_size=gen.stats.box_size,
+        mass_min=np.inf,
+        batch_size=1,
+        channel_names=box.channel_names,
+    )
+
+
 def traced_peak(gen, box, inputs, args) -> float:
     """MiB: NumPy's peak during one 1-step painting (torch's own allocator is not traced)."""
     tracemalloc.start()
@@ -213,16 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [run(student, box, inputs, args, s, "consistency") for s in args.steps]
     rows.append(run(teacher, box, inputs, args, teacher_steps, "teacher"))
     teacher_rate = rows[-1]["halos_per_s"]
-    baseline = paint(
-        *inputs,
-        None,
-        box_size=box.box_size,
-        cutout_pixels=student.shapes.resolution,
-        cutout_size=student.stats.box_size,
-        mass_min=np.inf,
-        batch_size=1,
-        channel_names=box.channel_names,
-    )
+    baseline = paint_background(box, inputs, student)
     k, _ = metrics.power_spectrum(metrics.overdensity(box.dmo), box.box_size)
     n = student.shapes.resolution
     result = {
