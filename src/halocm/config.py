@@ -79,11 +79,16 @@ class Simulator(_Section):
         return self
 
     @property
+    def neighbour_reach(self) -> int:
+        """Pixels: a host's 2n stamp centred |d| < reach from the cutout centre overlaps it."""
+        return self.resolution // 2 + self.resolution
+
+    @property
     def mean_neighbours(self) -> float:
         """The mean count of other hosts whose 2n stamps reach a cutout: the density times
-        the (3n − 1)² pixels their centres may sit on (docs/design.md §3)."""
+        the (2 reach − 1)² pixels their centres may sit on (docs/design.md §3)."""
         pixel = self.box_size / self.resolution
-        return self.neighbour_density * ((3 * self.resolution - 1) * pixel) ** 2
+        return self.neighbour_density * ((2 * self.neighbour_reach - 1) * pixel) ** 2
 
 
 class Data(_Section):

@@ -735,7 +735,7 @@ def add_cropped(canvas: np.ndarray, stamp: np.ndarray, dy: int, dx: int) -> None
 def draw_neighbours(cfg: Simulator, seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Map i's neighbours: masses (k,) and (dy, dx) offsets (k, 2) in pixels from the cutout
     centre, over the square where a 2n stamp reaches the cutout (module docstring)."""
-    reach = cfg.resolution // 2 + cfg.resolution  # a 2n stamp centred |d| < reach px overlaps
+    reach = cfg.neighbour_reach
     rng = _stream(seed, i, NEIGHBOUR_STREAM)
     k = int(rng.poisson(cfg.mean_neighbours))
     if k > MAX_NEIGHBOURS:  # P < 1e-17 at the largest mean the config allows
