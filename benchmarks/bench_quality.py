@@ -41,13 +41,14 @@ RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
 WORK = ROOT / "benchmarks" / ".quality"
 
 # The maps, mean network and sampling that every row below ran with before the default moved
-# on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ): pinned, so
-# that a rerun reproduces them.
+# on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ, the cosmic
+# skip): pinned, so that a rerun reproduces them.
 EARLIER = [
     "simulator.neighbour_density=0.0",
     "mean.lr=0.001",
     "mean.channel_mult=[1, 2, 2]",
     "sample.mean_only=[]",
+    "mean.cosmic_skip=false",
 ]
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
@@ -116,6 +117,16 @@ ROWS: dict[str, list[str]] = {
         "mean.tail={stars: 2.0}",
         "sample.mean_only=[dm_hydro]",
     ],
+    # ... and with μ's skip scaled by the cosmic fractions.
+    "residual + CT, target EMA 0.9, softened stars, stars tail 2, dm_hydro as mu, cosmic skip": [
+        *RESIDUAL,
+        "train.mode=ct",
+        "ct.target_ema=0.9",
+        "data.softening={stars: 0.01}",
+        "mean.tail={stars: 2.0}",
+        "sample.mean_only=[dm_hydro]",
+        "mean.cosmic_skip=true",
+    ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     # params.yaml as it stands: for replicates of the default (--seed, the default budget).
     "the default": [],
@@ -132,6 +143,7 @@ RECIPE_KEYS = (
     "train.mode",
     "ct.target_ema",
     "sample.mean_only",
+    "mean.cosmic_skip",
 )
 
 

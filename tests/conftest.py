@@ -142,6 +142,7 @@ def write_tiny_npz(path: Path, n: int = 40, res: int = 16, seed: int = 0) -> Pat
         condition=cond,
         target=target,
         params=rng.uniform(0.2, 1.0, (n, 2)),
+        param_names=np.array(["Omega_m", "sigma_8"]),  # the cosmic skip reads Omega_m
         group=np.arange(n) // 2,
         r200=np.full(n, 1.0),
     )

@@ -67,7 +67,7 @@ def trained(prepared, tmp_path_factory) -> Path:
     np.savez(root / "c.npz", condition=np.full((2, 1, 16, 16), 1e9), params=np.full((2, 2), 0.5))
     # A 64² box at the model's pixel (6.25 Mpc/h / 16) and one halo at its centre.
     np.save(root / "dmo.npy", np.full((64, 64), 1e10))
-    (root / "halos.csv").write_text("x,y,m200,param_0,param_1\n12.5,12.5,1e14,0.5,0.5\n")
+    (root / "halos.csv").write_text("x,y,m200,Omega_m,sigma_8\n12.5,12.5,1e14,0.5,0.5\n")
     return root
 
 
@@ -528,7 +528,7 @@ CASES = [
         _paint,
         r"halos.csv: no halos",
         2,
-        _write("halos.csv", b"x,y,m200,param_0,param_1\n"),
+        _write("halos.csv", b"x,y,m200,Omega_m,sigma_8\n"),
     ),
     # 5. Resume: what it cannot follow is refused, listing what differs.
     Case(

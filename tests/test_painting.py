@@ -343,8 +343,8 @@ def _tiny_inputs(directory, n_box=48):
             "x": [0.2, 9.0, 9.5, 17.0],
             "y": [18.6, 9.0, 8.0, 3.0],
             "m200": [2e13, 5e13, 5e12, 1e14],
-            "param_0": 0.5,
-            "param_1": 0.5,
+            "Omega_m": 0.5,
+            "sigma_8": 0.5,
         }
     )
     cat.to_csv(directory / "halos.csv", index=False)

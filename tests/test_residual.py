@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 from gaussian import GaussianField, ring_average, ring_power
@@ -10,7 +13,12 @@ from halocm.api import load_model
 from halocm.checkpoint import load_checkpoint
 from halocm.config import load_config
 from halocm.data.dataset import load_split
+from halocm.data.halos import OMEGA_B
+from halocm.data.normalize import fit_stats, normalize_condition, normalize_params, normalize_target
+from halocm.data.sources import RawData
 from halocm.diffusion.samplers import consistency_sample
+from halocm.errors import BadInput
+from halocm.models import DataShapes, build_network, network_spec, skip_fractions
 from halocm.residual import Residual, fit_scale
 from halocm.stages.pretrain import pretrain
 from halocm.stages.residuals import check_same_residual, tail_scales
@@ -160,14 +168,82 @@ def test_a_denoiser_of_another_residual_is_refused(project):
 
 
 def test_the_mean_network_starts_from_the_least_squares_affine_map():
-    from halocm.models import DataShapes, build_network, network_spec
-
     shapes = DataShapes(target_channels=2, cond_channels=1, n_params=0, resolution=8)
     model = {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
              "attention_resolutions": [], "dropout": 0.0, "embedding_dim": 16}  # fmt: skip
     mean = build_network(network_spec("mean", model, shapes, sigma_min=0.002, sigma_data=1.0))
     cond = torch.randn(10, 1, 8, 8)
     target = torch.cat([2.0 * cond + 1.0, -0.5 * cond], dim=1)
-    mean.fit_affine(target, cond)
+    mean.fit_affine(target, cond, None)
     # The UNet's output layer starts at zero: the prediction is the affine fit, here exact.
     torch.testing.assert_close(mean(cond, None), target, rtol=0, atol=1e-5)
+
+
+TINY_MEAN = {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+             "attention_resolutions": [], "dropout": 0.0, "embedding_dim": 16}  # fmt: skip
+
+
+def field_without_halos(omega_m: np.ndarray):
+    """RawData whose hydro maps are the DMO map split by the cosmic fractions exactly: dm_hydro
+    (1 − Ωb/Ωm) × DMO, gas Ωb/Ωm × DMO, and stars unrelated to it."""
+    rng = np.random.default_rng(0)
+    n = len(omega_m)
+    dmo = 10 ** rng.normal(11.0, 0.5, size=(n, 1, 8, 8))
+    f_b = (OMEGA_B / omega_m)[:, None, None, None]
+    stars = 10 ** rng.normal(8.0, 1.0, size=(n, 1, 8, 8))
+    params = np.stack([omega_m, rng.uniform(0.6, 1.0, n)], axis=1)
+    return RawData(
+        condition=dmo,
+        target=np.concatenate([(1 - f_b) * dmo, f_b * dmo, stars], axis=1),
+        params=params,
+        param_names=["Omega_m", "sigma_8"],
+        channel_names=["dm_hydro", "gas", "stars"],
+        group=np.arange(n),
+        box_size=6.25,
+        origin="test",
+        condition_names=["dmo"],
+    )
+
+
+def cosmic_mean(raw: RawData):
+    """A tiny mean network with the cosmic skip, fitted to `raw`; its normalised tensors."""
+    stats = fit_stats(raw)
+    shapes = DataShapes.from_arrays(raw.target, raw.condition, raw.params)
+    spec = network_spec("mean", TINY_MEAN, shapes, sigma_min=0.002, sigma_data=1.0,
+                        stats=stats.to_dict())  # fmt: skip
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    cond = as_tensor(normalize_condition(raw.condition, stats))
+    target = as_tensor(normalize_target(raw.target, stats))
+    params = as_tensor(normalize_params(raw.params, stats))
+    return build_network(spec), target, cond, params
+
+
+def test_the_cosmic_skip_splits_a_field_without_halos_exactly_at_every_omega_m():
+    raw = field_without_halos(np.linspace(0.1, 0.5, 12))
+    mean, target, cond, params = cosmic_mean(raw)
+    mean.fit_affine(target, cond, params)
+    # f_b runs from 0.49 to 0.10: dm_hydro's log offset moves by 0.25 dex across the maps,
+    # and the skip holds it before any training (the UNet's output starts at zero).
+    with torch.no_grad():
+        mu = mean(cond, params)
+    torch.testing.assert_close(mu[:, :2], target[:, :2], rtol=0, atol=1e-4)
+    torch.testing.assert_close(mean.slope[:2], torch.ones(2), rtol=0, atol=1e-4)
+    # The plain skip, one affine map of the DMO channel for all Ωm, cannot.
+    plain = build_network(network_spec("mean", TINY_MEAN, DataShapes(3, 1, 2, 8),
+                                       sigma_min=0.002, sigma_data=1.0))  # fmt: skip
+    plain.fit_affine(target, cond, params)
+    with torch.no_grad():
+        assert (plain(cond, params)[:, 0] - target[:, 0]).abs().max() > 0.3
+
+
+def test_the_cosmic_skip_takes_each_channels_share_of_the_dmo_mass():
+    f_b = OMEGA_B / 0.245
+    shares = skip_fractions(torch.tensor([0.245]), ["dm_hydro", "gas", "stars"])
+    torch.testing.assert_close(shares, torch.tensor([[1 - f_b, f_b, 1.0]]))
+
+
+def test_the_cosmic_skip_needs_omega_m():
+    raw = field_without_halos(np.linspace(0.1, 0.5, 4))
+    raw = dataclasses.replace(raw, params=raw.params[:, 1:], param_names=["sigma_8"])
+    with pytest.raises(BadInput, match=r"needs the parameter Omega_m.*mean\.cosmic_skip=false"):
+        cosmic_mean(raw)

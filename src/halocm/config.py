@@ -167,6 +167,7 @@ class Mean(_Section):
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
     tail: dict[str, float]
+    cosmic_skip: bool
 
     @field_validator("tail")
     @classmethod

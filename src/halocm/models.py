@@ -12,39 +12,79 @@ from typing import Literal
 import torch
 from torch import nn
 
+from halocm.data.halos import OMEGA_B
+from halocm.data.normalize import (
+    NormStats,
+    denormalize_condition,
+    denormalize_params,
+    normalize_target,
+)
 from halocm.diffusion.precond import ConsistencyPrecond, EDMPrecond
+from halocm.errors import BadInput
 from halocm.nn.unet import build_unet
 
 Kind = Literal["denoiser", "consistency", "mean"]
+OMEGA_M = "Omega_m"  # the parameter the cosmic skip reads
 
 
 class ConditionalMean(nn.Module):
-    """μ(cond, params) ≈ E[target | cond, params]: a per-channel affine map of the DMO
-    channel plus the UNet with no noisy input (zero input channels, a constant noise
-    embedding), trained by MSE. The affine part, fitted by least squares before training
-    (`fit_affine`), already holds most of hydro dark matter (≈ (1 − f_b) × DMO); the UNet,
-    whose output starts at zero, learns what it misses."""
+    """μ(cond, params) ≈ E[target | cond, params]: a per-channel affine map of a skip built
+    from the DMO channel, plus the UNet with no noisy input (zero input channels, a constant
+    noise embedding), trained by MSE. The affine part is fitted by least squares before
+    training (`fit_affine`); the UNet, whose output starts at zero, learns what it misses.
 
-    def __init__(self, net: nn.Module):
+    The skip is the normalised DMO channel itself, or, given the data's `stats` (a NormStats
+    dict), the cosmic skip: the DMO map times each channel's cosmic fraction (`skip_fractions`),
+    in that channel's normalisation. Hydro dark matter is then (1 − Ωb/Ωm) × DMO from the
+    start, exact for every Ωm, and the UNet learns only what the halos move (docs/design.md §5)."""
+
+    def __init__(self, net: nn.Module, stats: dict | None = None):
         super().__init__()
         self.net = net
+        self.stats = None if stats is None else NormStats.from_dict(stats)
+        if self.stats is not None and OMEGA_M not in self.stats.param_names:
+            raise BadInput(
+                f"the cosmic skip (mean.cosmic_skip) needs the parameter {OMEGA_M}; the data "
+                f"have {self.stats.param_names}: set mean.cosmic_skip=false"
+            )
         self.slope = nn.Parameter(torch.zeros(net.out_channels))
         self.offset = nn.Parameter(torch.zeros(net.out_channels))
 
     def forward(self, cond: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
         nothing = cond.new_zeros(cond.shape[0], 0, *cond.shape[-2:])
         learned = self.net(nothing, cond.new_zeros(cond.shape[0]), cond, params)
-        return self.slope[:, None, None] * cond[:, :1] + self.offset[:, None, None] + learned
+        affine = self.slope[:, None, None] * self.skip(cond, params) + self.offset[:, None, None]
+        return affine + learned
+
+    def skip(self, cond: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
+        """(B, C or 1, H, W): what the affine map scales, per channel."""
+        if self.stats is None:
+            return cond[:, :1]
+        dmo = denormalize_condition(cond, self.stats)[:, :1]
+        omega_m = denormalize_params(params, self.stats)[:, self.stats.param_names.index(OMEGA_M)]
+        fractions = skip_fractions(omega_m, self.stats.channel_names)
+        return normalize_target(fractions[:, :, None, None] * dmo, self.stats)
 
     @torch.no_grad()
-    def fit_affine(self, target: torch.Tensor, cond: torch.Tensor) -> None:
-        """Least squares target_c ≈ slope_c · cond_0 + offset_c over all maps and pixels."""
-        x = cond[:, 0].double().flatten()
+    def fit_affine(
+        self, target: torch.Tensor, cond: torch.Tensor, params: torch.Tensor | None
+    ) -> None:
+        """Least squares target_c ≈ slope_c · skip_c + offset_c over all maps and pixels."""
+        x = self.skip(cond, params).double().expand_as(target).transpose(0, 1).flatten(1)
         y = target.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
-        dx = x - x.mean()
-        slope = ((y - y.mean(1, keepdim=True)) * dx).sum(1) / dx.pow(2).sum().clamp(min=1e-12)
+        dx = x - x.mean(1, keepdim=True)
+        slope = ((y - y.mean(1, keepdim=True)) * dx).sum(1) / dx.pow(2).sum(1).clamp(min=1e-12)
         self.slope.copy_(slope)
-        self.offset.copy_(y.mean(1) - slope * x.mean())
+        self.offset.copy_(y.mean(1) - slope * x.mean(1))
+
+
+def skip_fractions(omega_m: torch.Tensor, channel_names: list[str]) -> torch.Tensor:
+    """(B, C): the share of the DMO mass that each channel's cosmic skip takes: 1 − f_b for
+    dm_hydro and f_b for gas (f_b = Ωb/Ωm, the field's split where no halo has moved mass), 1
+    for any other channel (stars have no cosmic share: their skip is the DMO map's shape)."""
+    f_b = (OMEGA_B / omega_m).clamp(0.0, 1.0)
+    shares = {"dm_hydro": 1.0 - f_b, "gas": f_b}
+    return torch.stack([shares.get(name, torch.ones_like(f_b)) for name in channel_names], 1)
 
 
 PRECONDS: dict[str, type[nn.Module]] = {
@@ -77,11 +117,18 @@ class DataShapes:
 
 
 def network_spec(
-    kind: Kind, model: dict, shapes: DataShapes, *, sigma_min: float, sigma_data: float
+    kind: Kind,
+    model: dict,
+    shapes: DataShapes,
+    *,
+    sigma_min: float,
+    sigma_data: float,
+    stats: dict | None = None,
 ) -> dict:
     """The spec of a `kind` network: the UNet of `model` (the UNet's size knobs) sized for
     the data, with EDM (σ_data) or consistency (σ_min, σ_data) preconditioning; the
-    conditional mean sees no noisy input and has no preconditioning."""
+    conditional mean sees no noisy input and has no preconditioning; given the data's `stats`
+    (a NormStats dict), its skip is the cosmic one (ConditionalMean)."""
     unet = {
         "in_channels": 0 if kind == "mean" else shapes.target_channels,
         "out_channels": shapes.target_channels,
@@ -94,7 +141,7 @@ def network_spec(
     if kind == "consistency":
         precond = {"sigma_min": float(sigma_min), **precond}
     if kind == "mean":
-        precond = {}
+        precond = {} if stats is None else {"stats": stats}
     return {"kind": kind, "unet": unet, "precond": precond}
 
 

@@ -42,9 +42,16 @@ def _regress(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None
         "base_channels": m.base_channels,
         "channel_mult": m.channel_mult,
     }
-    spec = network_spec("mean", model, shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data)
+    spec = network_spec(
+        "mean",
+        model,
+        shapes,
+        sigma_min=d.sigma_min,
+        sigma_data=d.sigma_data,
+        stats=stats.to_dict() if m.cosmic_skip else None,
+    )
     net = build_network(spec).to(device)
-    net.fit_affine(train[0], train[1])
+    net.fit_affine(*train)
     objective = MSEObjective(net)
     final = mean_path(cfg)
     write_config(final, cfg.to_dict())
