@@ -65,7 +65,7 @@ def test_sampling_settings_come_from_the_caller_or_else_the_checkpoint(trained):
     gen, cfg = trained
     path = cfg.paths.models_dir / "consistency.pt"
     assert gen.sample_settings == SampleSettings(cfg.sample.intermediate_sigmas, 16, ("dm_hydro",))
-    other = SampleSettings((3.0, 1.0, 0.2), 3)
+    other = SampleSettings((3.0, 1.0, 0.2), 3, ("dm_hydro",))
     assert load_model(path, device="cpu", sample=other).sample_settings == other
     recorded = load_model(path, device="cpu").sample_settings  # as trained: the tiny config's
     assert recorded == SampleSettings.of(cfg.sample)
