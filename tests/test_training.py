@@ -7,16 +7,24 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from conftest import tiny_config
 from pydantic import Field, create_model
 from torch import nn
 
 from halocm.checkpoint import load_checkpoint
-from halocm.config import Config, MethodSection, config_from_dict, load_config, methods
+from halocm.config import (
+    Config,
+    ConfigError,
+    MethodSection,
+    config_from_dict,
+    load_config,
+    methods,
+)
 from halocm.diffusion import losses
 from halocm.models import build_network
 from halocm.objectives import OBJECTIVES, build_objective, register
 from halocm.stages.train import train
-from halocm.training import Batches, TrainingDiverged, TrainSettings, fit
+from halocm.training import Batches, TrainingDiverged, TrainSettings, ema_warmup, fit
 
 
 class Killed(Exception):
@@ -155,6 +163,16 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint
     state = load_checkpoint(ckpt)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_the_ema_warmup_averages_a_set_share_of_the_run_until_the_decay_caps_it():
+    # (1 + k)/(a + k) = 1 − (a − 1)/(a + k): an EMA of about the last (a + k)/(a − 1) steps.
+    assert ema_warmup(0.999, 1000) == pytest.approx(1001 / 1010)  # a = 10: the last ~112
+    assert ema_warmup(0.999, 1000, 3.0) == pytest.approx(1001 / 1003)  # a = 3: the last ~500
+    assert ema_warmup(0.999, 10**6, 3.0) == 0.999
+    assert ema_warmup(0.9, 0, 3.0) == pytest.approx(1 / 3)
+    with pytest.raises(ConfigError, match=r"pretrain\.inference_ema_warmup"):
+        tiny_config({"pretrain": {"inference_ema_warmup": 1}})
 
 
 def test_batches_depend_only_on_seed_and_step():

@@ -163,6 +163,7 @@ class Mean(_Section):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
     inference_ema: float = Field(ge=0, lt=1)
+    inference_ema_warmup: float = Field(gt=1)
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
@@ -189,6 +190,7 @@ class Pretrain(_Section):
     p_std: float = Field(gt=0)
     uniform_fraction: float = Field(ge=0, le=1)
     inference_ema: float = Field(ge=0, lt=1)
+    inference_ema_warmup: float = Field(gt=1)
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
@@ -202,6 +204,7 @@ class Train(_Section):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
     inference_ema: float = Field(ge=0, lt=1)
+    inference_ema_warmup: float = Field(gt=1)
     warm_start: bool
     denoising_warmup: int = Field(ge=0)
     val_sampling_steps: int = Field(ge=1)

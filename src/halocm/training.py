@@ -52,11 +52,12 @@ class TrainSettings:
     checkpoint_every: int
     val_every: int
     seed: int
+    inference_ema_warmup: float = 10.0  # a of the warm-up (1 + k)/(a + k): see ema_warmup
 
     @classmethod
     def of(cls, loop, optimizer, *, seed: int) -> TrainSettings:
-        """From a loop section (`pretrain` or `train`: steps, lr, inference_ema,
-        checkpoint_every, val_every) and the shared `optimizer` section."""
+        """From a loop section (`mean`, `pretrain` or `train`: steps, lr, inference_ema and its
+        warm-up, checkpoint_every, val_every) and the shared `optimizer` section."""
         return cls(
             steps=loop.steps,
             lr=loop.lr,
@@ -67,6 +68,7 @@ class TrainSettings:
             checkpoint_every=loop.checkpoint_every,
             val_every=loop.val_every,
             seed=seed,
+            inference_ema_warmup=loop.inference_ema_warmup,
         )
 
 
@@ -203,7 +205,9 @@ def fit(
             )
         optimizer.step()
         objective.after_step(step)
-        update_ema(ema, net, ema_warmup(settings.inference_ema, step))
+        update_ema(
+            ema, net, ema_warmup(settings.inference_ema, step, settings.inference_ema_warmup)
+        )
 
         done = step + 1
         metrics = {"loss": global_loss.item(), "grad_norm": grad_norm.item()}
@@ -234,10 +238,11 @@ def channels_last(*nets: nn.Module) -> None:
         net.to(memory_format=torch.channels_last)
 
 
-def ema_warmup(decay: float, step: int) -> float:
-    """min(μ, (1 + k)/(10 + k)): without it a short run's EMA keeps a large share of the
-    initial weights (0.999^1200 ≈ 30% after 1,200 steps)."""
-    return min(decay, (1 + step) / (10 + step))
+def ema_warmup(decay: float, step: int, a: float = 10.0) -> float:
+    """min(μ, (1 + k)/(a + k)): without it a short run's EMA keeps a large share of the
+    initial weights (0.999^1200 ≈ 30% after 1,200 steps). Until μ caps it, the average spans
+    about the last k/(a − 1) steps: a tenth of the run at a = 10, half of it at a = 3."""
+    return min(decay, (1 + step) / (a + step))
 
 
 def _data_parallel(objective, net: nn.Module) -> None:
