@@ -167,7 +167,7 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint
 
 def test_the_ema_warmup_averages_a_set_share_of_the_run_until_the_decay_caps_it():
     # (1 + k)/(a + k) = 1 − (a − 1)/(a + k): an EMA of about the last (a + k)/(a − 1) steps.
-    assert ema_warmup(0.999, 1000) == pytest.approx(1001 / 1010)  # a = 10: the last ~112
+    assert ema_warmup(0.999, 1000, 10.0) == pytest.approx(1001 / 1010)  # the last ~112
     assert ema_warmup(0.999, 1000, 3.0) == pytest.approx(1001 / 1003)  # a = 3: the last ~500
     assert ema_warmup(0.999, 10**6, 3.0) == 0.999
     assert ema_warmup(0.9, 0, 3.0) == pytest.approx(1 / 3)

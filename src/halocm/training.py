@@ -238,7 +238,7 @@ def channels_last(*nets: nn.Module) -> None:
         net.to(memory_format=torch.channels_last)
 
 
-def ema_warmup(decay: float, step: int, a: float = 10.0) -> float:
+def ema_warmup(decay: float, step: int, a: float) -> float:
     """min(μ, (1 + k)/(a + k)): without it a short run's EMA keeps a large share of the
     initial weights (0.999^1200 ≈ 30% after 1,200 steps). Until μ caps it, the average spans
     about the last k/(a − 1) steps: a tenth of the run at a = 10, half of it at a = 3."""
