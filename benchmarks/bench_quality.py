@@ -42,7 +42,8 @@ WORK = ROOT / "benchmarks" / ".quality"
 
 # The maps, mean network and sampling that every row below ran with before the default moved
 # on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ, the cosmic
-# skip, the teacher's longer EMA, the 2-step level 1.6): pinned, so that a rerun reproduces them.
+# skip, the teacher's longer EMA, the 2-step level 1.6, the generators' view of μ): pinned, so
+# that a rerun reproduces them.
 EARLIER = [
     "simulator.neighbour_density=0.0",
     "mean.lr=0.001",
@@ -51,6 +52,7 @@ EARLIER = [
     "mean.cosmic_skip=false",
     "pretrain.inference_ema_warmup=10",
     "sample.intermediate_sigmas=[2.5, 0.8, 0.3, 0.1, 0.04, 0.015, 0.006]",
+    "mean.condition_generators=false",
 ]
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).
@@ -129,6 +131,18 @@ ROWS: dict[str, list[str]] = {
         "sample.mean_only=[dm_hydro]",
         "mean.cosmic_skip=true",
     ],
+    # ... and with the generators conditioned on μ as well as the DMO map.
+    "residual + CT, target EMA 0.9, softened stars, stars tail 2, dm_hydro as mu, cosmic skip, "
+    "generators see mu": [
+        *RESIDUAL,
+        "train.mode=ct",
+        "ct.target_ema=0.9",
+        "data.softening={stars: 0.01}",
+        "mean.tail={stars: 2.0}",
+        "sample.mean_only=[dm_hydro]",
+        "mean.cosmic_skip=true",
+        "mean.condition_generators=true",
+    ],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     # params.yaml as it stands: for replicates of the default (--seed, the default budget).
     "the default": [],
@@ -146,6 +160,7 @@ RECIPE_KEYS = (
     "ct.target_ema",
     "sample.mean_only",
     "mean.cosmic_skip",
+    "mean.condition_generators",
 )
 
 

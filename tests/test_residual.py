@@ -81,13 +81,34 @@ def test_tail_scales_are_per_channel_and_an_unknown_channel_is_refused():
         tail_scales({"star": 2.0}, names)
 
 
-def test_a_teacher_with_another_tail_is_refused():
+def test_a_teacher_with_another_tail_or_view_of_mu_is_refused():
     plain = Residual(Constant(torch.zeros(1, 4, 4)), torch.ones(1))
     tailed = Residual(Constant(torch.zeros(1, 4, 4)), torch.ones(1), tail=torch.tensor([2.0]))
+    seeing = Residual(Constant(torch.zeros(1, 4, 4)), torch.ones(1), conditions=True)
     state = plain.state()
     check_same_residual({"residual": state}, plain, "denoiser.pt")
-    with pytest.raises(ValueError, match="pretrained with another mean network"):
-        check_same_residual({"residual": state}, tailed, "denoiser.pt")
+    for other in (tailed, seeing):
+        with pytest.raises(ValueError, match="pretrained with another mean network"):
+            check_same_residual({"residual": state}, other, "denoiser.pt")
+    # A checkpoint written before the switch existed has generators that never saw μ.
+    del state["conditions"]
+    check_same_residual({"residual": state}, plain, "denoiser.pt")
+
+
+def test_the_generators_see_mu_beside_the_condition():
+    mu, cond = torch.randn(2, 3, 4, 4), torch.randn(2, 1, 4, 4)
+    seeing = Residual(Constant(mu[0]), torch.ones(3), conditions=True)
+    blind = Residual(Constant(mu[0]), torch.ones(3))
+    torch.testing.assert_close(seeing.generator_condition(cond, mu), torch.cat([cond, mu], 1))
+    assert blind.generator_condition(cond, mu) is cond
+    shapes = DataShapes(target_channels=3, cond_channels=1, n_params=2, resolution=4)
+    assert seeing.generator_shapes(shapes) == dataclasses.replace(shapes, cond_channels=4)
+    assert blind.generator_shapes(shapes) == shapes
+    # Without a mean network there is no μ to see.
+    identity = Residual.identity()
+    identity.conditions = True
+    assert identity.generator_condition(cond, None) is cond
+    assert identity.generator_shapes(shapes) == shapes
 
 
 def test_the_scale_standardises_the_training_residual_per_channel():
@@ -120,9 +141,13 @@ def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
     ckpt = load_checkpoint(train(cfg))
     state = ckpt["residual"]
     assert state is not None and state["network"]["kind"] == "mean"
+    # The generator sees μ's channels beside the condition (mean.condition_generators).
+    assert state["conditions"] is True
     # The scale is the std of the training residual around the mean network's prediction.
     y, cond, params = tensors_from_split(cfg.paths.processed_dir / "train.npz", "cpu")
     mean = Residual.from_state(state, torch.device("cpu"))
+    assert mean.conditions
+    assert ckpt["network"]["unet"]["cond_channels"] == cond.shape[1] + y.shape[1]
     torch.testing.assert_close(
         mean.scale, fit_scale(y, mean.predict(cond, params)), rtol=1e-5, atol=0
     )
@@ -132,9 +157,11 @@ def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
     c = torch.as_tensor(test["condition"][:3])
     p = torch.as_tensor(test["params"][:3])
     out = gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3))
-    gen.residual = Residual.identity()
-    r = gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3))
-    torch.testing.assert_close(out, mean.decode(r, mean.predict(c, p)))
+    # The same draw decoded with unit scales and no tail is μ + r: the residual itself.
+    gen.residual = dataclasses.replace(gen.residual, scale=torch.ones(3), tail=None)
+    mu = mean.predict(c, p)
+    r = gen.sample_normalized(c, p, n_steps=1, seed=0, indices=range(3)) - mu
+    torch.testing.assert_close(out, mean.decode(r, mu))
 
 
 def test_a_mean_only_channel_is_mu_and_the_others_are_untouched(project):

@@ -202,10 +202,12 @@ class Generator:
         cond, params = cond.to(self.device), params.to(self.device)
         gens = make_generators(seed, indices, realization, self.device)
         out_channels, d = self.shapes.target_channels, self.diffusion
+        mu = self.residual.predict(cond, params)
+        net_cond = self.residual.generator_condition(cond, mu)
         if self.kind == "consistency":
             r = consistency_batch(
                 self.net,
-                cond,
+                net_cond,
                 params,
                 n_steps=n_steps,
                 generators=gens,
@@ -216,7 +218,7 @@ class Generator:
         else:
             r = teacher_batch(
                 self.net,
-                cond,
+                net_cond,
                 params,
                 n_steps=n_steps,
                 generators=gens,
@@ -228,7 +230,7 @@ class Generator:
         # A zero residual decodes to μ: what the condition nearly fixes (hydro dark matter)
         # keeps none of the generator's noise.
         r[:, self.mean_only] = 0.0
-        return self.residual.decode(r, self.residual.predict(cond, params))
+        return self.residual.decode(r, mu)
 
 
 def _check_values(name: str, x: np.ndarray, *, nonnegative: bool) -> None:

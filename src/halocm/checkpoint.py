@@ -135,7 +135,7 @@ def _check_network(ckpt: dict, where: str) -> None:
     unet = spec.get("unet")
     if not isinstance(unet, dict) or not isinstance(spec.get("precond"), dict):
         raise CheckpointError(f"{where}key 'network': expected 'unet' and 'precond' mappings")
-    for name, value in ckpt.get("shapes", {}).items():
+    for name, value in _network_shapes(ckpt).items():
         if name in unet and unet[name] != value:
             raise CheckpointError(
                 f"{where}key 'shapes.{name}': {value} differs from the network's {unet[name]}"
@@ -148,6 +148,16 @@ def _check_network(ckpt: dict, where: str) -> None:
     for key in ("ema", "model"):
         if key in ckpt:
             _check_weights(ckpt[key], expected, f"{where}key {key!r}: ")
+
+
+def _network_shapes(ckpt: dict) -> dict:
+    """The data's shapes as the checkpoint's network sees them: generators that see μ take
+    its channels beside the condition (halocm.residual)."""
+    shapes = dict(ckpt.get("shapes", {}))
+    residual = ckpt.get("residual")
+    if isinstance(residual, dict) and residual.get("conditions") and "cond_channels" in shapes:
+        shapes["cond_channels"] += shapes.get("target_channels", 0)
+    return shapes
 
 
 def _check_weights(state: dict, expected: dict, where: str) -> None:

@@ -10,16 +10,20 @@ network the parametrisation is the identity: r = y.
 A channel with a tail scale b > 0 is modelled as u = b asinh(r / b) instead of r: linear for
 |r| ≪ b, logarithmic beyond, so that rare spikes many s above the mean (satellites' stars)
 are a few units from it rather than twenty (docs/design.md §5).
+
+When the residual conditions the generators, they see μ beside the condition: where a
+residual can be large (a satellite's stars) is where μ is, and the generators need not find
+it again in the DMO map.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from halocm.models import build_network, network_from_checkpoint
+from halocm.models import DataShapes, build_network, network_from_checkpoint
 
 # Maps per pass of the mean network when predicting whole splits.
 PREDICT_BATCH = 256
@@ -37,6 +41,8 @@ class Residual:
     # The largest |u| of the training residuals per channel: a sample's tail is clipped there,
     # since sinh turns an untrained network's large output into an overflow.
     tail_limit: torch.Tensor | None = None
+    # The generators take μ as extra condition channels (`mean.condition_generators`).
+    conditions: bool = False
 
     @classmethod
     def identity(cls) -> Residual:
@@ -52,6 +58,18 @@ class Residual:
             for lo in range(0, cond.shape[0], PREDICT_BATCH)
         ]
         return torch.cat(parts).float()
+
+    def generator_condition(self, cond: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+        """What the generators are conditioned on: the condition, and μ when they see it."""
+        if not self.conditions or mu is None:
+            return cond
+        return torch.cat([cond, mu.to(cond.dtype)], dim=1)
+
+    def generator_shapes(self, shapes: DataShapes) -> DataShapes:
+        """The data's shapes as the generator networks see them (μ's channels added)."""
+        if not self.conditions or self.mean is None:
+            return shapes
+        return replace(shapes, cond_channels=shapes.cond_channels + shapes.target_channels)
 
     def encode(self, y: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
         """Normalised maps → standardised residuals."""
@@ -96,6 +114,7 @@ class Residual:
             "scale": [float(s) for s in self.scale],
             "tail": None if self.tail is None else [float(b) for b in self.tail],
             "tail_limit": None if self.tail_limit is None else [float(v) for v in self.tail_limit],
+            "conditions": self.conditions,
         }
 
     @classmethod
@@ -112,6 +131,8 @@ class Residual:
             state["network"],
             None if tail is None else torch.tensor(tail, dtype=torch.float32),
             None if limit is None else torch.tensor(limit, dtype=torch.float32),
+            # Checkpoints written before the switch existed: the generators never saw μ.
+            bool(state.get("conditions", False)),
         )
 
 
@@ -126,12 +147,18 @@ def fit_residual(
     cond: torch.Tensor,
     params: torch.Tensor,
     tail: torch.Tensor | None = None,
+    conditions: bool = False,
 ):
     """The residual around a trained mean network (its checkpoint's inference EMA), with s
-    fitted on the training maps y (normalised) and their inputs, and tail scales b (C,)."""
+    fitted on the training maps y (normalised) and their inputs, tail scales b (C,), and
+    whether the generators see μ."""
     mean = network_from_checkpoint(mean_ckpt, weights="ema").to(y.device)
     residual = Residual(
-        mean.eval().requires_grad_(False), torch.ones(y.shape[1]), mean_ckpt["network"], tail
+        mean.eval().requires_grad_(False),
+        torch.ones(y.shape[1]),
+        mean_ckpt["network"],
+        tail,
+        conditions=conditions,
     )
     mu = residual.predict(cond, params)
     residual.scale = fit_scale(y, mu)

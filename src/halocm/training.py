@@ -393,7 +393,7 @@ def consistency_validation(
         return sample_quality(
             ema,
             x0,
-            cond,
+            residual.generator_condition(cond, mu),
             params,
             stats,
             n_steps=n_steps,

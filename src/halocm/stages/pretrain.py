@@ -40,7 +40,11 @@ def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | Non
     train, val = encode(residual, train), encode(residual, val)
     d, p, opt = cfg.diffusion, cfg.pretrain, cfg.optimizer
     spec = network_spec(
-        "denoiser", cfg.model.model_dump(), shapes, sigma_min=d.sigma_min, sigma_data=d.sigma_data
+        "denoiser",
+        cfg.model.model_dump(),
+        residual.generator_shapes(shapes),
+        sigma_min=d.sigma_min,
+        sigma_data=d.sigma_data,
     )
     denoiser = build_network(spec).to(device)
     objective = edm_objective(cfg, denoiser)

@@ -23,7 +23,8 @@ def residual_for(cfg: Config, channel_names: list[str], train: tuple, device) ->
             f"{path}: mean.enabled is true but there is no mean network (run `halocm regress`)"
         )
     mean = load_checkpoint(path, device, need=SAMPLING_KEYS, kind="mean")
-    return fit_residual(mean, *train, tail_scales(cfg.mean.tail, channel_names))
+    tail = tail_scales(cfg.mean.tail, channel_names)
+    return fit_residual(mean, *train, tail, conditions=cfg.mean.condition_generators)
 
 
 def tail_scales(tail: dict[str, float], channel_names: list[str]) -> torch.Tensor | None:
@@ -35,9 +36,10 @@ def tail_scales(tail: dict[str, float], channel_names: list[str]) -> torch.Tenso
 
 
 def encode(residual: Residual, data: tuple) -> tuple:
-    """(y, cond, params) → (r, cond, params)."""
+    """(y, cond, params) → (r, the generators' condition, params)."""
     y, cond, params = data
-    return residual.encode(y, residual.predict(cond, params)), cond, params
+    mu = residual.predict(cond, params)
+    return residual.encode(y, mu), residual.generator_condition(cond, mu), params
 
 
 def check_same_residual(ckpt: dict, residual: Residual, path) -> None:
@@ -49,9 +51,10 @@ def check_same_residual(ckpt: dict, residual: Residual, path) -> None:
         and theirs is not None
         and ours["scale"] == theirs["scale"]
         and ours["tail"] == theirs.get("tail")
+        and ours["conditions"] == theirs.get("conditions", False)
     )
     if not same:
         raise ValueError(
-            f"{path}: pretrained with another mean network (or mean.enabled differs); "
-            "rerun `halocm pretrain`"
+            f"{path}: pretrained with another mean network (or mean.enabled or "
+            "mean.condition_generators differs); rerun `halocm pretrain`"
         )

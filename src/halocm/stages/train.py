@@ -54,7 +54,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     spec = network_spec(
         "consistency",
         cfg.model.model_dump(),
-        shapes,
+        residual.generator_shapes(shapes),
         sigma_min=d.sigma_min,
         sigma_data=d.sigma_data,
     )
