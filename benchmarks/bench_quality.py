@@ -42,8 +42,7 @@ WORK = ROOT / "benchmarks" / ".quality"
 
 # The maps, mean network and sampling that every row below ran with before the default moved
 # on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ, the cosmic
-# skip, the teacher's longer EMA, the 2-step level 1.6, the generators' view of μ): pinned, so
-# that a rerun reproduces them.
+# skip, the teacher's longer EMA, the 2-step level 1.6): pinned, so that a rerun reproduces them.
 EARLIER = [
     "simulator.neighbour_density=0.0",
     "mean.lr=0.001",
@@ -52,7 +51,6 @@ EARLIER = [
     "mean.cosmic_skip=false",
     "pretrain.inference_ema_warmup=10",
     "sample.intermediate_sigmas=[2.5, 0.8, 0.3, 0.1, 0.04, 0.015, 0.006]",
-    "mean.condition_generators=false",
 ]
 # The shipped recipe before issue 13: CT with an EMA target on the plain z-scored maps, the
 # denoiser pretrained on EDM's lognormal noise levels (the source project's method).

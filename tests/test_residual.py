@@ -136,7 +136,10 @@ def test_one_step_samples_of_a_gaussian_residual_have_the_known_mean_and_power()
 
 
 def test_the_pipeline_models_the_residual_and_the_generator_decodes_it(project):
-    cfg = load_config(project / "params.yaml", ["mean.enabled=true", "train.steps=2"])
+    cfg = load_config(
+        project / "params.yaml",
+        ["mean.enabled=true", "mean.condition_generators=true", "train.steps=2"],
+    )
     pretrain(cfg)
     ckpt = load_checkpoint(train(cfg))
     state = ckpt["residual"]
