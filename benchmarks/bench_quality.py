@@ -144,6 +144,7 @@ ROWS: dict[str, list[str]] = {
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     # params.yaml as it stands: for replicates of the default (--seed, the default budget).
     "the default": [],
+    "the default, generators see mu": ["mean.condition_generators=true"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],
