@@ -11,9 +11,9 @@ A channel with a tail scale b > 0 is modelled as u = b asinh(r / b) instead of r
 |r| ≪ b, logarithmic beyond, so that rare spikes many s above the mean (satellites' stars)
 are a few units from it rather than twenty (docs/design.md §5).
 
-When the residual conditions the generators, they see μ beside the condition: where a
-residual can be large (a satellite's stars) is where μ is, and the generators need not find
-it again in the DMO map.
+When the residual conditions the generators, they see μ beside the condition: much of a
+residual's structure follows μ (the central galaxy's mass scatter scales the whole stellar
+profile μ predicts), and the generators need not learn μ again from the DMO map.
 """
 
 from __future__ import annotations
