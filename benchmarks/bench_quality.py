@@ -70,6 +70,16 @@ RESIDUAL = [
     "pretrain.uniform_fraction=0.0",
     "ct.target_ema=0.999",
 ]
+# The chosen recipe of the ablation (quality.json).
+COSMIC_SKIP = [
+    *RESIDUAL,
+    "train.mode=ct",
+    "ct.target_ema=0.9",
+    "data.softening={stars: 0.01}",
+    "mean.tail={stars: 2.0}",
+    "sample.mean_only=[dm_hydro]",
+    "mean.cosmic_skip=true",
+]
 MIXTURE = [
     *EARLIER,
     "data.softening={}",
@@ -120,27 +130,12 @@ ROWS: dict[str, list[str]] = {
         "sample.mean_only=[dm_hydro]",
     ],
     # ... and with μ's skip scaled by the cosmic fractions.
-    "residual + CT, target EMA 0.9, softened stars, stars tail 2, dm_hydro as mu, cosmic skip": [
-        *RESIDUAL,
-        "train.mode=ct",
-        "ct.target_ema=0.9",
-        "data.softening={stars: 0.01}",
-        "mean.tail={stars: 2.0}",
-        "sample.mean_only=[dm_hydro]",
-        "mean.cosmic_skip=true",
-    ],
+    "residual + CT, target EMA 0.9, softened stars, stars tail 2, dm_hydro as mu, cosmic skip": (
+        COSMIC_SKIP
+    ),
     # ... and with the generators conditioned on μ as well as the DMO map.
     "residual + CT, target EMA 0.9, softened stars, stars tail 2, dm_hydro as mu, cosmic skip, "
-    "generators see mu": [
-        *RESIDUAL,
-        "train.mode=ct",
-        "ct.target_ema=0.9",
-        "data.softening={stars: 0.01}",
-        "mean.tail={stars: 2.0}",
-        "sample.mean_only=[dm_hydro]",
-        "mean.cosmic_skip=true",
-        "mean.condition_generators=true",
-    ],
+    "generators see mu": [*COSMIC_SKIP, "mean.condition_generators=true"],
     "residual + sigma mixture + CT": [*MIXTURE, "train.mode=ct"],
     # params.yaml as it stands: for replicates of the default (--seed, the default budget).
     "the default": [],
