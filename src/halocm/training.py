@@ -384,6 +384,7 @@ def consistency_validation(
     holds the normalised maps; the model samples residuals, decoded around their mean."""
     x0, cond, params = val
     mu = residual.predict(cond, params)
+    net_cond = residual.generator_condition(cond, mu)
 
     @torch.no_grad()
     def validate(ema: nn.Module, step: int) -> dict[str, float]:
@@ -393,7 +394,7 @@ def consistency_validation(
         return sample_quality(
             ema,
             x0,
-            residual.generator_condition(cond, mu),
+            net_cond,
             params,
             stats,
             n_steps=n_steps,
