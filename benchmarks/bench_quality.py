@@ -42,13 +42,15 @@ WORK = ROOT / "benchmarks" / ".quality"
 
 # The maps, mean network and sampling that every row below ran with before the default moved
 # on (neighbours, mean.lr 0.002, mean.channel_mult [1, 1, 2], dm_hydro drawn as μ, the cosmic
-# skip, the teacher's longer EMA, the 2-step level 1.6): pinned, so that a rerun reproduces them.
+# skip and its smoothing, the teacher's longer EMA, the 2-step level 1.6): pinned, so that a
+# rerun reproduces them.
 EARLIER = [
     "simulator.neighbour_density=0.0",
     "mean.lr=0.001",
     "mean.channel_mult=[1, 2, 2]",
     "sample.mean_only=[]",
     "mean.cosmic_skip=false",
+    "mean.smooth_skip=false",
     "pretrain.inference_ema_warmup=10",
     "sample.intermediate_sigmas=[2.5, 0.8, 0.3, 0.1, 0.04, 0.015, 0.006]",
 ]
@@ -140,6 +142,7 @@ ROWS: dict[str, list[str]] = {
     # params.yaml as it stands: for replicates of the default (--seed, the default budget).
     "the default": [],
     "the default, generators see mu": ["mean.condition_generators=true"],
+    "the default, smoothed skip": ["mean.smooth_skip=true"],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],
@@ -154,6 +157,7 @@ RECIPE_KEYS = (
     "ct.target_ema",
     "sample.mean_only",
     "mean.cosmic_skip",
+    "mean.smooth_skip",
     "mean.condition_generators",
 )
 

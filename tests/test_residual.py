@@ -18,7 +18,14 @@ from halocm.data.normalize import fit_stats, normalize_condition, normalize_para
 from halocm.data.sources import RawData
 from halocm.diffusion.samplers import consistency_sample
 from halocm.errors import BadInput
-from halocm.models import DataShapes, build_network, network_spec, skip_fractions
+from halocm.models import (
+    SKIP_WIDTHS,
+    DataShapes,
+    build_network,
+    gaussian_blur,
+    network_spec,
+    skip_fractions,
+)
 from halocm.residual import Residual, fit_scale
 from halocm.stages.pretrain import pretrain
 from halocm.stages.residuals import check_same_residual, tail_scales
@@ -264,6 +271,46 @@ def test_the_cosmic_skip_splits_a_field_without_halos_exactly_at_every_omega_m()
     plain.fit_affine(target, cond, params)
     with torch.no_grad():
         assert (plain(cond, params)[:, 0] - target[:, 0]).abs().max() > 0.3
+
+
+def test_each_channel_takes_the_skip_width_that_fits_it_best():
+    # Gas that is the cosmic share of the DMO map smoothed by 2 pixels: least squares picks
+    # width 2 for it and none for the hydro dark matter, and the fit is exact before training.
+    raw = field_without_halos(np.linspace(0.1, 0.5, 12))
+    dmo = torch.as_tensor(raw.condition)
+    gas = (OMEGA_B / raw.params[:, 0])[:, None, None, None] * gaussian_blur(dmo, 2.0).numpy()
+    raw = dataclasses.replace(raw, target=raw.target.copy())
+    raw.target[:, 1:2] = gas
+    mean, target, cond, params = cosmic_mean(raw)
+    mean.fit_affine(target, cond, params, widths=SKIP_WIDTHS)
+    assert mean.skip_width[:2].tolist() == [0.0, 2.0]  # the stars are unrelated to the DMO map
+    with torch.no_grad():
+        torch.testing.assert_close(mean(cond, params)[:, :2], target[:, :2], rtol=0, atol=1e-4)
+    unsmoothed = cosmic_mean(raw)[0]
+    unsmoothed.fit_affine(target, cond, params)  # mean.smooth_skip=false: the width 0 only
+    assert unsmoothed.skip_width.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_skip_blur_is_a_normalised_gaussian_of_the_given_width():
+    point = torch.zeros(1, 1, 33, 33, dtype=torch.float64)
+    point[..., 16, 16] = 1.0
+    blurred = gaussian_blur(point, 2.0)[0, 0]
+    offsets = torch.arange(33, dtype=torch.float64) - 16
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-12)
+    assert blurred.min().item() >= 0.0  # a mass map stays positive
+    # Second moment along each axis: the width squared, 1.2% less for a kernel cut at 3 widths
+    # and sampled on pixels.
+    assert (blurred.sum(0) * offsets**2).sum().item() == pytest.approx(4.0 * 0.988, rel=1e-3)
+    assert (blurred.sum(1) * offsets**2).sum().item() == pytest.approx(4.0 * 0.988, rel=1e-3)
+    torch.testing.assert_close(gaussian_blur(point, 0.0), point)
+
+
+def test_a_mean_network_saved_before_the_skip_widths_loads_with_none():
+    mean = cosmic_mean(field_without_halos(np.linspace(0.1, 0.5, 4)))[0]
+    state = {k: v for k, v in mean.state_dict().items() if k != "skip_width"}
+    mean.skip_width.fill_(2.0)
+    mean.load_state_dict(state)
+    assert mean.skip_width.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_the_cosmic_skip_takes_each_channels_share_of_the_dmo_mass():

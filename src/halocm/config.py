@@ -169,6 +169,7 @@ class Mean(_Section):
     val_batches: int = Field(ge=1)
     tail: dict[str, float]
     cosmic_skip: bool
+    smooth_skip: bool
     condition_generators: bool
 
     @field_validator("tail")

@@ -6,11 +6,13 @@ a checkpoint stores, so a checkpoint rebuilds its network by itself (`weights_on
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from halocm.data.halos import OMEGA_B
 from halocm.data.normalize import (
@@ -36,7 +38,10 @@ class ConditionalMean(nn.Module):
     The skip is the normalised DMO channel itself, or, given the data's `stats` (a NormStats
     dict), the cosmic skip: the DMO map times each channel's cosmic fraction (`skip_fractions`),
     in that channel's normalisation. Hydro dark matter is then (1 − Ωb/Ωm) × DMO from the
-    start, exact for every Ωm, and the UNet learns only what the halos move (docs/design.md §5)."""
+    start, exact for every Ωm, and the UNet learns only what the halos move (docs/design.md §5).
+    Each channel's skip is the DMO map smoothed by its own Gaussian width (`skip_width`,
+    pixels; 0 for none), chosen by the same least squares: gas, smoother than the dark matter
+    it follows, would otherwise inherit the DMO map's pixel-scale structure."""
 
     def __init__(self, net: nn.Module, stats: dict | None = None):
         super().__init__()
@@ -49,33 +54,80 @@ class ConditionalMean(nn.Module):
             )
         self.slope = nn.Parameter(torch.zeros(net.out_channels))
         self.offset = nn.Parameter(torch.zeros(net.out_channels))
+        self.register_buffer("skip_width", torch.zeros(net.out_channels))
 
     def forward(self, cond: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
         nothing = cond.new_zeros(cond.shape[0], 0, *cond.shape[-2:])
         learned = self.net(nothing, cond.new_zeros(cond.shape[0]), cond, params)
-        affine = self.slope[:, None, None] * self.skip(cond, params) + self.offset[:, None, None]
-        return affine + learned
+        skip = self.skip(cond, params, self.skip_width.tolist())
+        return self.slope[:, None, None] * skip + self.offset[:, None, None] + learned
 
-    def skip(self, cond: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
-        """(B, C or 1, H, W): what the affine map scales, per channel."""
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the skip was smoothed: every width was 0.
+        state_dict.setdefault(prefix + "skip_width", torch.zeros_like(self.skip_width))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def skip(
+        self, cond: torch.Tensor, params: torch.Tensor | None, widths: list[float]
+    ) -> torch.Tensor:
+        """(B, C, H, W): what the affine map scales, channel c's built from the DMO map
+        smoothed by widths[c] pixels."""
         if self.stats is None:
-            return cond[:, :1]
+            return torch.cat([gaussian_blur(cond[:, :1], w) for w in widths], 1)
         dmo = denormalize_condition(cond, self.stats)[:, :1]
+        smoothed = torch.cat([gaussian_blur(dmo, w) for w in widths], 1)
         omega_m = denormalize_params(params, self.stats)[:, self.stats.param_names.index(OMEGA_M)]
         fractions = skip_fractions(omega_m, self.stats.channel_names)
-        return normalize_target(fractions[:, :, None, None] * dmo, self.stats)
+        return normalize_target(fractions[:, :, None, None] * smoothed, self.stats)
 
     @torch.no_grad()
     def fit_affine(
-        self, target: torch.Tensor, cond: torch.Tensor, params: torch.Tensor | None
+        self,
+        target: torch.Tensor,
+        cond: torch.Tensor,
+        params: torch.Tensor | None,
+        widths: tuple[float, ...] = (0.0,),
     ) -> None:
-        """Least squares target_c ≈ slope_c · skip_c + offset_c over all maps and pixels."""
-        x = self.skip(cond, params).double().expand_as(target).transpose(0, 1).flatten(1)
+        """Least squares target_c ≈ slope_c · skip_c + offset_c over all maps and pixels, for
+        each of the skip's `widths` (pixels); each channel keeps the width that leaves the least."""
         y = target.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
-        dx = x - x.mean(1, keepdim=True)
-        slope = ((y - y.mean(1, keepdim=True)) * dx).sum(1) / dx.pow(2).sum(1).clamp(min=1e-12)
-        self.slope.copy_(slope)
-        self.offset.copy_(y.mean(1) - slope * x.mean(1))
+        best = torch.full((y.shape[0],), float("inf"), dtype=torch.double)
+        for width in widths:
+            x = self.skip(cond, params, [width] * y.shape[0]).double()
+            slope, offset, sse = least_squares(x.transpose(0, 1).flatten(1), y)
+            better = sse < best
+            best = torch.where(better, sse, best)
+            self.slope.copy_(torch.where(better, slope.float(), self.slope))
+            self.offset.copy_(torch.where(better, offset.float(), self.offset))
+            self.skip_width.masked_fill_(better, width)
+
+
+# The widths `mean.smooth_skip` chooses from, in pixels: from none to about a group halo's gas
+# core on the default maps (0.2 Mpc/h pixels).
+SKIP_WIDTHS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per row of (C, N) x and y: slope, offset and the sum of squared residuals of y ≈ a x + b."""
+    dx = x - x.mean(1, keepdim=True)
+    slope = ((y - y.mean(1, keepdim=True)) * dx).sum(1) / dx.pow(2).sum(1).clamp(min=1e-12)
+    offset = y.mean(1) - slope * x.mean(1)
+    sse = (y - slope[:, None] * x - offset[:, None]).pow(2).sum(1)
+    return slope, offset, sse
+
+
+def gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
+    """(B, 1, H, W) maps smoothed by a normalised Gaussian of `width` pixels (x itself at 0),
+    edges replicated: weights ≥ 0 keep a mass map positive."""
+    if width <= 0:
+        return x
+    radius = math.ceil(3 * width)
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (taps / width) ** 2)
+    kernel = kernel / kernel.sum()
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))
 
 
 def skip_fractions(omega_m: torch.Tensor, channel_names: list[str]) -> torch.Tensor:

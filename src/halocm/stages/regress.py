@@ -6,7 +6,7 @@ from pathlib import Path
 
 from halocm.config import Config
 from halocm.distributed import process_group
-from halocm.models import build_network, network_spec
+from halocm.models import SKIP_WIDTHS, build_network, network_spec
 from halocm.objectives import MSEObjective
 from halocm.runtime import resolve_device, seed_everything
 from halocm.stages.common import checkpoint_extra, mean_path
@@ -51,7 +51,7 @@ def _regress(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None
         stats=stats.to_dict() if m.cosmic_skip else None,
     )
     net = build_network(spec).to(device)
-    net.fit_affine(*train)
+    net.fit_affine(*train, widths=SKIP_WIDTHS if m.smooth_skip else (0.0,))
     objective = MSEObjective(net)
     final = mean_path(cfg)
     write_config(final, cfg.to_dict())
