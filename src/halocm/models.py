@@ -40,8 +40,9 @@ class ConditionalMean(nn.Module):
     in that channel's normalisation. Hydro dark matter is then (1 − Ωb/Ωm) × DMO from the
     start, exact for every Ωm, and the UNet learns only what the halos move (docs/design.md §5).
     Each channel's skip is the DMO map smoothed by its own Gaussian width (`skip_width`,
-    pixels; 0 for none), chosen by the same least squares: gas, smoother than the dark matter
-    it follows, would otherwise inherit the DMO map's pixel-scale structure."""
+    pixels; 0 for none), which `fit_affine` picks by the same least squares among the widths
+    it is given (only 0 unless `mean.smooth_skip`): gas, smoother than the dark matter it
+    follows, otherwise inherits the DMO map's pixel-scale structure."""
 
     def __init__(self, net: nn.Module, stats: dict | None = None):
         super().__init__()
@@ -91,7 +92,7 @@ class ConditionalMean(nn.Module):
         """Least squares target_c ≈ slope_c · skip_c + offset_c over all maps and pixels, for
         each of the skip's `widths` (pixels); each channel keeps the width that leaves the least."""
         y = target.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
-        best = torch.full((y.shape[0],), float("inf"), dtype=torch.double)
+        best = torch.full((y.shape[0],), float("inf"), dtype=torch.double, device=y.device)
         for width in widths:
             x = self.skip(cond, params, [width] * y.shape[0]).double()
             slope, offset, sse = least_squares(x.transpose(0, 1).flatten(1), y)
