@@ -71,12 +71,12 @@ class ConditionalMean(nn.Module):
     def skip(
         self, cond: torch.Tensor, params: torch.Tensor | None, widths: list[float]
     ) -> torch.Tensor:
-        """(B, C, H, W): what the affine map scales, channel c's built from the DMO map
+        """(B, C or 1, H, W): what the affine map scales, channel c's built from the DMO map
         smoothed by widths[c] pixels."""
         if self.stats is None:
-            return torch.cat([gaussian_blur(cond[:, :1], w) for w in widths], 1)
+            return smoothed_per_channel(cond[:, :1], widths)
         dmo = denormalize_condition(cond, self.stats)[:, :1]
-        smoothed = torch.cat([gaussian_blur(dmo, w) for w in widths], 1)
+        smoothed = smoothed_per_channel(dmo, widths)
         omega_m = denormalize_params(params, self.stats)[:, self.stats.param_names.index(OMEGA_M)]
         fractions = skip_fractions(omega_m, self.stats.channel_names)
         return normalize_target(fractions[:, :, None, None] * smoothed, self.stats)
@@ -94,7 +94,7 @@ class ConditionalMean(nn.Module):
         y = target.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
         best = torch.full((y.shape[0],), float("inf"), dtype=torch.double, device=y.device)
         for width in widths:
-            x = self.skip(cond, params, [width] * y.shape[0]).double()
+            x = self.skip(cond, params, [width] * y.shape[0]).double().expand_as(target)
             slope, offset, sse = least_squares(x.transpose(0, 1).flatten(1), y)
             better = sse < best
             best = torch.where(better, sse, best)
@@ -115,6 +115,15 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     offset = y.mean(1) - slope * x.mean(1)
     sse = (y - slope[:, None] * x - offset[:, None]).pow(2).sum(1)
     return slope, offset, sse
+
+
+def smoothed_per_channel(dmo: torch.Tensor, widths: list[float]) -> torch.Tensor:
+    """(B, 1, H, W) → channel c smoothed by widths[c] pixels, each distinct width blurred once;
+    (B, 1, H, W) when every channel shares one width, which broadcasts (the default: none)."""
+    blurred = {w: gaussian_blur(dmo, w) for w in dict.fromkeys(widths)}
+    if len(blurred) == 1:
+        return next(iter(blurred.values()))
+    return torch.cat([blurred[w] for w in widths], 1)
 
 
 def gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
