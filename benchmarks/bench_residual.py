@@ -108,7 +108,16 @@ def main() -> None:
             k: [round(float(v), 3) for v in ratio[c]] for k, ratio in power.items()
         }
         print(name, channels[name])
-    write_json(RESULTS, {"benchmark": "residual", "model": str(args.model), "maps": n, **channels})
+    write_json(
+        RESULTS,
+        {
+            "benchmark": "residual",
+            "model": str(args.model),
+            "teacher": None if args.teacher is None else str(args.teacher),
+            "maps": n,
+            **channels,
+        },
+    )
 
 
 if __name__ == "__main__":
