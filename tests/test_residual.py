@@ -10,7 +10,7 @@ import torch
 from gaussian import GaussianField, ring_average, ring_power
 
 from halocm.api import load_model
-from halocm.checkpoint import load_checkpoint
+from halocm.checkpoint import CheckpointError, load_checkpoint
 from halocm.config import load_config
 from halocm.data.dataset import load_split
 from halocm.data.halos import OMEGA_B
@@ -242,17 +242,21 @@ def field_without_halos(omega_m: np.ndarray):
     )
 
 
+def cosmic_spec(raw: RawData) -> dict:
+    """The spec of a tiny mean network with the cosmic skip, for `raw`."""
+    shapes = DataShapes.from_arrays(raw.target, raw.condition, raw.params)
+    return network_spec("mean", TINY_MEAN, shapes, sigma_min=0.002, sigma_data=1.0,
+                        stats=fit_stats(raw).to_dict())  # fmt: skip
+
+
 def cosmic_mean(raw: RawData):
     """A tiny mean network with the cosmic skip, fitted to `raw`; its normalised tensors."""
     stats = fit_stats(raw)
-    shapes = DataShapes.from_arrays(raw.target, raw.condition, raw.params)
-    spec = network_spec("mean", TINY_MEAN, shapes, sigma_min=0.002, sigma_data=1.0,
-                        stats=stats.to_dict())  # fmt: skip
     as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     cond = as_tensor(normalize_condition(raw.condition, stats))
     target = as_tensor(normalize_target(raw.target, stats))
     params = as_tensor(normalize_params(raw.params, stats))
-    return build_network(spec), target, cond, params
+    return build_network(cosmic_spec(raw)), target, cond, params
 
 
 def test_the_cosmic_skip_splits_a_field_without_halos_exactly_at_every_omega_m():
@@ -305,12 +309,22 @@ def test_the_skip_blur_is_a_normalised_gaussian_of_the_given_width():
     torch.testing.assert_close(gaussian_blur(point, 0.0), point)
 
 
-def test_a_mean_network_saved_before_the_skip_widths_loads_with_none():
-    mean = cosmic_mean(field_without_halos(np.linspace(0.1, 0.5, 4)))[0]
+def test_a_mean_network_saved_before_the_skip_widths_loads_with_none(tmp_path):
+    raw = field_without_halos(np.linspace(0.1, 0.5, 4))
+    mean = cosmic_mean(raw)[0]
     state = {k: v for k, v in mean.state_dict().items() if k != "skip_width"}
     mean.skip_width.fill_(2.0)
     mean.load_state_dict(state)
     assert mean.skip_width.tolist() == [0.0, 0.0, 0.0]
+    # The checkpoint's check lets that one tensor be absent (the stages load mean.pt through
+    # it), and no other.
+    ckpt = {"kind": "mean", "network": cosmic_spec(raw), "ema": state, "model": state}
+    torch.save(ckpt, tmp_path / "mean.pt")
+    assert load_checkpoint(tmp_path / "mean.pt", kind="mean")["ema"].keys() == state.keys()
+    del state["slope"]
+    torch.save(ckpt, tmp_path / "mean.pt")
+    with pytest.raises(CheckpointError, match="tensor 'slope' missing"):
+        load_checkpoint(tmp_path / "mean.pt", kind="mean")
 
 
 def test_the_cosmic_skip_takes_each_channels_share_of_the_dmo_mass():

@@ -120,7 +120,7 @@ def _check_types(ckpt: dict, where: str) -> None:
 def _check_network(ckpt: dict, where: str) -> None:
     """The spec builds a network (on the meta device: no memory), its kind is the
     checkpoint's, the shapes agree with its UNet, and each set of weights fits it."""
-    from halocm.models import PRECONDS, build_network
+    from halocm.models import FILLED_WHEN_ABSENT, PRECONDS, build_network
 
     spec = ckpt["network"]
     if spec.get("kind") not in PRECONDS:
@@ -147,7 +147,7 @@ def _check_network(ckpt: dict, where: str) -> None:
         raise CheckpointError(f"{where}key 'network': does not build a network ({err})") from None
     for key in ("ema", "model"):
         if key in ckpt:
-            _check_weights(ckpt[key], expected, f"{where}key {key!r}: ")
+            _check_weights(ckpt[key], expected, f"{where}key {key!r}: ", FILLED_WHEN_ABSENT)
 
 
 def _network_shapes(ckpt: dict) -> dict:
@@ -160,14 +160,18 @@ def _network_shapes(ckpt: dict) -> dict:
     return shapes
 
 
-def _check_weights(state: dict, expected: dict, where: str) -> None:
-    missing = [name for name in expected if name not in state]
+def _check_weights(state: dict, expected: dict, where: str, optional=frozenset()) -> None:
+    """Every expected tensor in its shape, none unknown; those in `optional` may be absent
+    (the network fills them in when it loads an older checkpoint)."""
+    missing = [name for name in expected if name not in state and name not in optional]
     if missing:
         raise CheckpointError(f"{where}tensor {missing[0]!r} missing ({len(missing)} in all)")
     extra = [name for name in state if name not in expected]
     if extra:
         raise CheckpointError(f"{where}tensor {extra[0]!r} is not in the network spec")
     for name, want in expected.items():
+        if name not in state:
+            continue
         found = state[name]
         if not isinstance(found, torch.Tensor) or found.shape != want.shape:
             shape = tuple(found.shape) if isinstance(found, torch.Tensor) else type(found).__name__

@@ -27,6 +27,8 @@ from halocm.nn.unet import build_unet
 
 Kind = Literal["denoiser", "consistency", "mean"]
 OMEGA_M = "Omega_m"  # the parameter the cosmic skip reads
+# Tensors a network fills in itself when a checkpoint written before they existed lacks them.
+FILLED_WHEN_ABSENT = frozenset({"skip_width"})
 
 
 class ConditionalMean(nn.Module):
