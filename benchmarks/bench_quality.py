@@ -9,7 +9,9 @@ optimiser steps —
 `--steps` of `mean`, `pretrain` and `train` (default: params.yaml's); a row without the mean
 network gives its steps to pretraining — and is scored by `halocm evaluate` at 1 and 2 steps,
 with the teacher and the denoiser's one evaluation. Rows that share their data, mean network
-and pretraining share those models (and their seconds are counted in each row). Writes
+and pretraining share those models (and their seconds are counted in each row). A stage whose
+models a run before left with the same params, inputs and code (the fingerprint DVC compares)
+is not run again: a later `--rows` or a second row at a seed reuses them. Writes
 benchmarks/results/quality.json; the row whose recipe is params.yaml's is marked `chosen`.
 `--seed N` (N ≠ 0) replicates rows with other maps and initial weights, to tell a recipe's
 effect from one run's luck: benchmarks/results/quality-seedN.json.
@@ -28,6 +30,8 @@ import yaml
 
 from halocm.config import apply_override, config_from_dict
 from halocm.io import write_json
+from halocm.pipeline import STAGES as PIPELINE
+from halocm.pipeline import fingerprint
 from halocm.stages.common import synthetic_path
 from halocm.stages.evaluate import evaluate
 from halocm.stages.generate import generate
@@ -163,6 +167,8 @@ RECIPE_KEYS = (
 
 
 STAGES = ("mean", "pretrain", "train")
+# Beside a stage's models: the fingerprint they were trained under, and the seconds it took.
+TRAINED = "trained.json"
 
 
 def work_dir(seed: int) -> Path:
@@ -233,14 +239,32 @@ def run_row(raw: dict, name: str, timings: dict) -> dict:
                 shutil.copy2(model, directory / model.name)
         raw["paths"]["models_dir"] = str(directory)
         if str(directory) not in timings:
-            t0 = time.perf_counter()
-            stage(config_from_dict(raw, source=name))
-            timings[str(directory)] = time.perf_counter() - t0
+            timings[str(directory)] = run_or_reuse(stage, config_from_dict(raw, source=name))
         seconds += timings[str(directory)]
     raw["paths"]["metrics_dir"] = str(row_dir / "metrics")
     raw["paths"]["reports_dir"] = str(row_dir / "reports")
     bench = json.loads(evaluate(config_from_dict(raw, source=name)).read_text())
     return {"train_seconds": round(seconds, 1), **summarise(bench)}
+
+
+def run_or_reuse(stage, cfg) -> float:
+    """Run one training stage into cfg's models dir, unless its models there were trained
+    under the same fingerprint; the seconds the training took."""
+    record = Path(cfg.paths.models_dir) / TRAINED
+    key = fingerprint(cfg, stage.__name__)
+    done = all(path.is_file() for path in PIPELINE[stage.__name__].out_paths(cfg))
+    if key is not None and done and record.is_file():
+        trained = json.loads(record.read_text())
+        if trained["fingerprint"] == key:
+            print(f"{stage.__name__}: reusing {record.parent}", flush=True)
+            return trained["seconds"]
+    record.unlink(missing_ok=True)  # the models are about to change
+    t0 = time.perf_counter()
+    stage(cfg)
+    seconds = time.perf_counter() - t0
+    # The key as the stage's inputs stood when it ran (its own outputs are not part of it).
+    write_json(record, {"fingerprint": key, "seconds": round(seconds, 1)})
+    return seconds
 
 
 def summarise(bench: dict) -> dict:
