@@ -136,6 +136,7 @@ class Diffusion(_Section):
     sigma_max: float = Field(gt=0)
     sigma_data: float = Field(gt=0)
     rho: float = Field(gt=0)
+    spectral_skip: bool
 
     @model_validator(mode="after")
     def _order(self) -> Diffusion:
