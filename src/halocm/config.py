@@ -136,7 +136,6 @@ class Diffusion(_Section):
     sigma_max: float = Field(gt=0)
     sigma_data: float = Field(gt=0)
     rho: float = Field(gt=0)
-    spectral_skip: bool
 
     @model_validator(mode="after")
     def _order(self) -> Diffusion:

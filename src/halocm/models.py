@@ -188,13 +188,11 @@ def network_spec(
     sigma_min: float,
     sigma_data: float,
     stats: dict | None = None,
-    spectral_skip: bool = False,
 ) -> dict:
     """The spec of a `kind` network: the UNet of `model` (the UNet's size knobs) sized for
     the data, with EDM (σ_data) or consistency (σ_min, σ_data) preconditioning; the
     conditional mean sees no noisy input and has no preconditioning; given the data's `stats`
-    (a NormStats dict), its skip is the cosmic one (ConditionalMean). `spectral_skip` gives a
-    generator the Wiener-filter skip (precond.py)."""
+    (a NormStats dict), its skip is the cosmic one (ConditionalMean)."""
     unet = {
         "in_channels": 0 if kind == "mean" else shapes.target_channels,
         "out_channels": shapes.target_channels,
@@ -206,8 +204,6 @@ def network_spec(
     precond = {"sigma_data": float(sigma_data)}
     if kind == "consistency":
         precond = {"sigma_min": float(sigma_min), **precond}
-    if spectral_skip and kind != "mean":
-        precond["spectral"] = True
     if kind == "mean":
         precond = {} if stats is None else {"stats": stats}
     return {"kind": kind, "unet": unet, "precond": precond}

@@ -83,7 +83,6 @@ class EDMObjective:
     sigma_min: float
     sigma_max: float
     sigma_data: float
-    skip_power: torch.Tensor | None = None  # the denoiser's spectral skip, when it has one
     networks: dict[str, nn.Module] = field(default_factory=dict)
 
     def __call__(self, x0, cond, params, step: int) -> torch.Tensor:
@@ -102,7 +101,6 @@ class EDMObjective:
             uniform_fraction=self.uniform_fraction,
             sigma_min=self.sigma_min,
             sigma_max=self.sigma_max,
-            skip_power=self.skip_power,
             generator=generator,
         )
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from halocm.diffusion.precond import spectral_output_scale
 from halocm.diffusion.samplers import pf_ode_step
 from halocm.diffusion.schedules import (
     ect_target_sigma,
@@ -135,15 +134,12 @@ def edm_loss(
     uniform_fraction=0.0,
     sigma_min=None,
     sigma_max=None,
-    skip_power=None,
     generator=None,
 ) -> Tensor:
     """λ(σ) ‖D(x0 + σz, σ) − x0‖², ln σ ~ N(P_mean, P_std²), λ = (σ² + σ_d²)/(σ σ_d)².
 
     Karras et al. 2022, Eq. 2 and Table 1; ‖·‖² is the per-element mean (l2_distance). A
     `uniform_fraction` of the σ are uniform in [ln σ_min, ln σ_max] (sample_training_sigma).
-    With the spectral skip's `skip_power`, λ is 1/c_out² per channel (precond.py), as it is
-    without: the network's target keeps unit variance.
     """
     sigma = sample_training_sigma(
         x0.shape[0],
@@ -157,11 +153,8 @@ def edm_loss(
     )
     sigma = sigma.to(device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
     z = _randn_like(x0, generator)
-    denoised = denoiser(x0 + _col(sigma) * z, sigma, cond, params)
-    if skip_power is not None:
-        weight = spectral_output_scale(skip_power, sigma, sigma).pow(-2)  # (B, C)
-        return (weight[:, :, None, None] * (denoised - x0).pow(2)).flatten(1).mean(1)
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    denoised = denoiser(x0 + _col(sigma) * z, sigma, cond, params)
     return weight * l2_distance(denoised, x0)
 
 

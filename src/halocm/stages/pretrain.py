@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from halocm.config import Config
-from halocm.diffusion.precond import residual_power
 from halocm.distributed import process_group
 from halocm.models import build_network, network_spec
 from halocm.runtime import resolve_device, seed_everything
@@ -46,11 +45,8 @@ def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | Non
         residual.generator_shapes(shapes),
         sigma_min=d.sigma_min,
         sigma_data=d.sigma_data,
-        spectral_skip=d.spectral_skip,
     )
     denoiser = build_network(spec).to(device)
-    if d.spectral_skip:
-        denoiser.skip_power.copy_(residual_power(train[0]))
     objective = edm_objective(cfg, denoiser)
     final = denoiser_path(cfg)
     write_config(final, cfg.to_dict())

@@ -21,7 +21,6 @@ def edm_objective(cfg: Config, denoiser: nn.Module) -> EDMObjective:
         sigma_min=d.sigma_min,
         sigma_max=d.sigma_max,
         sigma_data=d.sigma_data,
-        skip_power=denoiser.skip_power,
     )
 
 

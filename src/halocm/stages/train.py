@@ -7,7 +7,7 @@ from pathlib import Path
 
 from halocm.checkpoint import SAMPLING_KEYS, load_checkpoint
 from halocm.config import Config
-from halocm.diffusion.precond import edm_twin, residual_power
+from halocm.diffusion.precond import EDMPrecond
 from halocm.distributed import process_group
 from halocm.errors import BadInput
 from halocm.models import build_network, network_spec
@@ -57,11 +57,8 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
         residual.generator_shapes(shapes),
         sigma_min=d.sigma_min,
         sigma_data=d.sigma_data,
-        spectral_skip=d.spectral_skip,
     )
     student = build_network(spec).to(device)
-    if d.spectral_skip:
-        student.skip_power.copy_(residual_power(train_data[0]))
     teacher_file = denoiser_path(cfg)
     teacher = None
     if cfg.pretrain.enabled and teacher_file.is_file():
@@ -75,7 +72,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     elif t.denoising_warmup > 0:
         p = cfg.pretrain
         denoising_warmup(
-            edm_objective(cfg, edm_twin(student)),
+            edm_objective(cfg, EDMPrecond(student.net, d.sigma_data)),
             train_data,
             steps=t.denoising_warmup,
             batch_size=p.batch_size,
