@@ -147,6 +147,10 @@ ROWS: dict[str, list[str]] = {
     "the default": [],
     "the default, generators see mu": ["mean.condition_generators=true"],
     "the default, smoothed skip": ["mean.smooth_skip=true"],
+    "the default, smoothed skip, generators see mu": [
+        "mean.smooth_skip=true",
+        "mean.condition_generators=true",
+    ],
     "residual + CD": [*RESIDUAL, "train.mode=cd"],
     "residual + iCT": [*RESIDUAL, "train.mode=ict"],
     "residual + ECT": [*RESIDUAL, "train.mode=ect"],
