@@ -65,9 +65,9 @@ def bars(scores: dict, ms: dict | None = None) -> list[Bar]:
                 Bar(f"{sampler} {c} rk_err", row["rk_err"], max(1.5 * oracle[c]["rk_err"], 0.01))
             )
     one, two = scores["consistency_1"], scores["consistency_2"]
-    for c in CHANNELS:
-        out.append(Bar(f"1-step {c} vs denoiser", one[c]["pk_err"], denoiser[c]["pk_err"] + 0.01))
-    out.append(Bar("1-step gas below denoiser", one["gas"]["pk_err"], denoiser["gas"]["pk_err"]))
+    for c in CHANNELS:  # on gas the 1-step model must do better than the mean-like denoiser
+        slack = 0.0 if c == "gas" else 0.01
+        out.append(Bar(f"1-step {c} vs denoiser", one[c]["pk_err"], denoiser[c]["pk_err"] + slack))
     for c in CHANNELS:
         out.append(Bar(f"2-step {c} vs teacher", two[c]["pk_err"], 1.25 * teacher[c]["pk_err"]))
         out.append(Bar(f"1-step {c} vs teacher", one[c]["pk_err"], 2 * teacher[c]["pk_err"]))
