@@ -5,7 +5,8 @@
 
 Reads `halocm evaluate`'s metrics/benchmark.json, or one row of a bench_quality results file,
 and prints every bar with its value, its limit and whether it holds; exits 1 when any is
-missed. The bars (oracle = the second truth draw's score on the same maps):
+missed. Each score is the row's mean over its draws where it has several (docs/design.md §6).
+The bars (oracle = the truth redraws' score on the same maps):
 - the consistency model at 1 and 2 steps and the teacher, every channel and the total:
   pk_err ≤ max(2 × oracle, 0.03) and rk_err ≤ max(1.5 × oracle, 0.01);
 - the 1-step model against the denoiser's one evaluation: pk_err at most 0.01 above it on

@@ -326,6 +326,7 @@ class Evaluate(_Section):
     teacher_levels: int = Field(ge=2)
     n_maps: int = Field(ge=1)
     n_realizations: int = Field(ge=2)
+    teacher_realizations: int = Field(ge=1)
     timing_repeats: int = Field(ge=1)
     timing_batch: int = Field(ge=1)
 

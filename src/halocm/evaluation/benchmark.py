@@ -7,7 +7,8 @@ baseline (condition × mean channel fraction) and, when the data carry truth rea
 oracle (an independent redraw of the same condition). Every table has a `total` entry, the sum
 of the channels. Every row is scored by
 the same metric functions in physical units; the JSON is what DVC, MLflow and the registry gate
-read.
+read. pk_err and rk_err are means over a row's draws of each draw's score, so they estimate
+what one draw scores, with less noise (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class TestSet:
     cond_norm: torch.Tensor
     params_norm: torch.Tensor
     r200_pix: np.ndarray | None
-    oracle: np.ndarray | None  # a second truth realisation, physical (N, C, H, W)
+    oracle: np.ndarray | None  # truth redrawn, physical (N, R, C, H, W)
     box_size: float
     channel_names: list[str]
 
@@ -53,7 +54,7 @@ def load_test_set(path: Path, stats: NormStats, n_maps: int) -> TestSet:
         cond_norm=torch.as_tensor(split["condition"][:n], dtype=torch.float32),
         params_norm=torch.as_tensor(split["params"][:n], dtype=torch.float32),
         r200_pix=None if r200 is None else np.asarray(r200[:n]) / stats.box_size * res,
-        oracle=None if truth is None or truth.shape[1] == 0 else np.asarray(truth[:n, 0]),
+        oracle=None if truth is None or truth.shape[1] == 0 else np.asarray(truth[:n]),
         box_size=stats.box_size,
         channel_names=list(stats.channel_names),
     )
@@ -67,16 +68,25 @@ def mean_channel_fractions(train_path: Path, stats: NormStats) -> np.ndarray:
     return target.sum(axis=(0, 2, 3)) / dmo.sum()
 
 
-def score_channels(gen: np.ndarray, test: TestSet, samples: np.ndarray | None = None) -> dict:
+def score_channels(draws: np.ndarray, test: TestSet, calibrate: bool = True) -> dict:
     """Every metric per channel and for the total (the channels' sum: total matter, what weak
-    lensing sees); `samples` (N, R, C, H, W) with R > 1 adds calibration from the truth's
-    rank among the R draws."""
+    lensing sees), from `draws` (N, R, C, H, W). pk_err and rk_err are the mean over the R
+    draws of each draw's score, with its standard deviation across draws (`*_sd`, R > 1): one
+    draw's gas pk_err moves by more than the margins of the bars it is held to. The other
+    metrics are of draw 0. With R > 1 and `calibrate`, the truth's rank among the R draws gives
+    the calibration."""
     names = [*test.channel_names, "total"]
     out = {}
     for c, name in enumerate(names):
-        pick = _total if name == "total" else (lambda x, c=c: x[:, c])
-        g, t = pick(gen), pick(test.target)
-        row = {key: _finite(fn(g, t, test.box_size)) for key, fn in metrics.METRICS.items()}
+        pick = _total if name == "total" else (lambda x, c=c: x[..., c, :, :])
+        maps, t = pick(draws), pick(test.target)
+        g = maps[:, 0]
+        row = {}
+        for key, fn in metrics.METRICS.items():
+            if key in DRAW_AVERAGED:
+                row.update(_over_draws(key, fn, maps, t, test.box_size))
+            else:
+                row[key] = _finite(fn(g, t, test.box_size))
         bias, scatter = metrics.mass_bias_scatter(g.sum(axis=(-2, -1)), t.sum(axis=(-2, -1)))
         row.update(mass_bias=_finite(bias), mass_scatter=_finite(scatter))
         if test.r200_pix is not None:
@@ -84,12 +94,25 @@ def score_channels(gen: np.ndarray, test: TestSet, samples: np.ndarray | None = 
                 metrics.aperture_mass(g, test.r200_pix), metrics.aperture_mass(t, test.r200_pix)
             )
             row.update(aperture_bias=_finite(bias), aperture_scatter=_finite(scatter))
-        if samples is not None and samples.shape[1] > 1:
-            draws = _total(samples) if name == "total" else samples[:, :, c]
-            cov, hist = metrics.rank_calibration(np.log10(1 + draws), np.log10(1 + t))
+        if calibrate and maps.shape[1] > 1:
+            cov, hist = metrics.rank_calibration(np.log10(1 + maps), np.log10(1 + t))
             row.update({f"coverage_{round(100 * lvl)}": v for lvl, v in cov.items()})
             row["rank_hist"] = [float(h) for h in hist]
         out[name] = row
+    return out
+
+
+# The metrics the quality bars read, averaged over a row's draws.
+DRAW_AVERAGED = ("pk_err", "rk_err")
+
+
+def _over_draws(key: str, fn, maps: np.ndarray, truth: np.ndarray, box_size: float) -> dict:
+    """{key: mean over draws (axis 1) of fn's score, key_sd: their standard deviation}; the
+    sd only with more than one draw."""
+    scores = np.array([fn(maps[:, r], truth, box_size) for r in range(maps.shape[1])])
+    out = {key: _finite(scores.mean())}
+    if len(scores) > 1:
+        out[f"{key}_sd"] = _finite(scores.std(ddof=1))
     return out
 
 
@@ -135,13 +158,15 @@ def benchmark(
     sampling_steps: tuple[int, ...],
     teacher_levels: int,
     n_realizations: int,
+    teacher_realizations: int,
     timing_repeats: int,
     timing_batch: int,
     seed: int,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """(benchmark.json's content, example maps per row): the student at each of
-    `sampling_steps`, the teacher on `teacher_levels`, the baseline of `fractions` and the
-    oracle when the test set has one."""
+    `sampling_steps` (`n_realizations` draws at 1 and 2 steps), the teacher on
+    `teacher_levels` (`teacher_realizations` draws), the baseline of `fractions` and the
+    oracle (every truth redraw) when the test set has one."""
     rows, examples = [], {}
     jobs = [("consistency", s) for s in sampling_steps]
     if teacher is not None:
@@ -151,8 +176,7 @@ def benchmark(
 
     for sampler, steps in tqdm(jobs, desc="evaluate"):
         gen = student if sampler == "consistency" else teacher
-        # Calibration needs several realisations: affordable for the few-step student only.
-        n_real = n_realizations if sampler == "consistency" and steps <= 2 else 1
+        n_real = _draws(sampler, steps, n_realizations, teacher_realizations)
         # Scored in float64, as the metrics are.
         samples = gen.draw(
             test.cond_norm,
@@ -170,17 +194,17 @@ def benchmark(
                 "ms_per_map": time_sampler(gen, test, steps, timing_repeats, timing_batch),
                 "n_maps": len(test.target),
                 "n_realizations": n_real,
-                "channels": score_channels(samples[:, 0], test, samples),
+                "channels": score_channels(samples, test),
             }
         )
         examples[f"{sampler}_{steps}"] = samples[:, 0]
 
     baseline = test.condition[:, :1] * fractions[None, :, None, None]
-    rows.append(_fixed_row("baseline", baseline, test))
+    rows.append(_fixed_row("baseline", baseline[:, None], test))
     examples["baseline"] = baseline
     if test.oracle is not None:
         rows.append(_fixed_row("oracle", test.oracle, test))
-        examples["oracle"] = test.oracle
+        examples["oracle"] = test.oracle[:, 0]
 
     result = {
         "results": rows,
@@ -213,13 +237,24 @@ def headline(bench: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def _fixed_row(name: str, maps: np.ndarray, test: TestSet) -> dict:
+def _draws(sampler: str, steps: int, n_realizations: int, teacher_realizations: int) -> int:
+    """How many draws a row is scored on: several for calibration and for scores less noisy
+    than one draw's, where they are affordable (the few-step student, and the teacher as
+    configured)."""
+    if sampler == "consistency" and steps <= 2:
+        return n_realizations
+    return teacher_realizations if sampler == "teacher" else 1
+
+
+def _fixed_row(name: str, draws: np.ndarray, test: TestSet) -> dict:
+    """A row that samples nothing: `draws` (N, R, C, H, W) are given. Not calibrated: the
+    truth's own redraws are calibrated by construction."""
     return {
         "sampler": name,
         "steps": 0,
         "nfe": 0,
         "ms_per_map": 0.0,
         "n_maps": len(test.target),
-        "n_realizations": 1,
-        "channels": score_channels(maps, test),
+        "n_realizations": draws.shape[1],
+        "channels": score_channels(draws, test, calibrate=False),
     }

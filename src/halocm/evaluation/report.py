@@ -23,7 +23,9 @@ from halocm.io import atomic_path, write_text
 
 HEADLINE = (
     "pk_err",
+    "pk_err_sd",
     "rk_err",
+    "rk_err_sd",
     "ssim",
     "psnr",
     "pdf_dist",
@@ -65,6 +67,7 @@ def results_table(result: dict) -> pd.DataFrame:
                     "sampler": row_label(row),
                     "nfe": row["nfe"],
                     "ms_per_map": row["ms_per_map"],
+                    "draws": row.get("n_realizations", 1),
                     "channel": channel,
                     **{k: _number(values.get(k)) for k in HEADLINE if k in values},
                     **{k: v for k, v in values.items() if k.startswith("coverage")},
@@ -85,7 +88,8 @@ def write_report(path, result: dict) -> None:
         f"Consistency model ({result['mode']}), {result['n_parameters']:,} parameters, "
         f"{result['resolution']}² maps over {result['box_size']} Mpc/h, device "
         f"{result['device']}. Errors are in physical units on the test split: `pk_err` is the "
-        "mean over k ≤ k_Nyq/2 of |⟨P_gen⟩/⟨P_true⟩ − 1|, `rk_err` the mean of 1 − r(k); "
+        "mean over k ≤ k_Nyq/2 of |⟨P_gen⟩/⟨P_true⟩ − 1|, `rk_err` the mean of 1 − r(k), "
+        "each the mean over the row's draws (`*_sd`: their standard deviation across draws); "
         "SSIM, PSNR and the pixel-PDF distance are on log10(1+x); `mass_bias` and "
         "`mass_scatter` are the mean and std of log10(M_gen/M_true) of whole maps, "
         "`aperture_*` the same within R200, in dex. `total` is dm_hydro + gas + stars.",

@@ -37,6 +37,7 @@ def evaluate(cfg: Config) -> Path:
         sampling_steps=ev.sampling_steps,
         teacher_levels=ev.teacher_levels,
         n_realizations=ev.n_realizations,
+        teacher_realizations=ev.teacher_realizations,
         timing_repeats=ev.timing_repeats,
         timing_batch=ev.timing_batch,
         seed=cfg.seed,
