@@ -42,9 +42,6 @@ def satellites(n_maps: int, seed: int) -> dict[str, np.ndarray]:
     cat = S.draw_catalog(sim, seed, np.arange(n_maps))
     sub = S._subhalos(cat)
     o = cat.sub_owner
-    star = S.moster_stellar_mass(cat.sub_m200) * S.feedback_star_factor(
-        cat.sub_m200, cat.a_sn[o], cat.a_agn[o]
-    )
     visible = np.column_stack(
         [
             np.log10(sub["mass"]),
@@ -57,11 +54,10 @@ def satellites(n_maps: int, seed: int) -> dict[str, np.ndarray]:
     )
     return {
         "owner": o,
-        "star": star,
+        "star": S.median_stellar_mass(cat.sub_m200, cat.a_sn[o], cat.a_agn[o]),
         "cap": S.STAR_MAX_BARYON_FRAC * cat.f_b[o] * sub["mass"],
         "visible": (visible - visible.mean(0)) / visible.std(0),
-        "central": S.moster_stellar_mass(cat.m200)
-        * S.feedback_star_factor(cat.m200, cat.a_sn, cat.a_agn),
+        "central": S.median_stellar_mass(cat.m200, cat.a_sn, cat.a_agn),
     }
 
 

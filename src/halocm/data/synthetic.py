@@ -184,6 +184,11 @@ def feedback_star_factor(m200, a_sn, a_agn):
     return sn * np.asarray(a_agn, float) ** (-STAR_FEEDBACK_SLOPE * w_agn)
 
 
+def median_stellar_mass(m200, a_sn, a_agn):
+    """A galaxy's stellar mass before its scatter: Moster et al. 2013 × the feedback factor."""
+    return moster_stellar_mass(m200) * feedback_star_factor(m200, a_sn, a_agn)
+
+
 def gas_mc(a_sn, a_agn):
     """Mass scale of gas expulsion, Mc = 10^13.5 A_SN1^0.3 A_AGN1^0.6 [Msun/h]."""
     return GAS_MC0 * np.asarray(a_sn, float) ** GAS_MC_SN * np.asarray(a_agn, float) ** GAS_MC_AGN
@@ -581,18 +586,14 @@ def host_baryons(cat: HaloCatalog, dark: DarkMatter, noise: BaryonNoise) -> dict
     f_b = cat.f_b
     o = cat.sub_owner
     # Central: Moster et al. 2013 × feedback × 0.15 dex scatter.
-    m_star = (
-        moster_stellar_mass(cat.m200)
-        * feedback_star_factor(cat.m200, cat.a_sn, cat.a_agn)
-        * 10 ** (STAR_SCATTER_DEX * noise.star_central)
+    m_star = median_stellar_mass(cat.m200, cat.a_sn, cat.a_agn) * 10 ** (
+        STAR_SCATTER_DEX * noise.star_central
     )
     f_star = np.minimum(m_star / dark.host_mass, STAR_MAX_BARYON_FRAC * f_b)
     # Satellites: the same relation at the infall mass, capped by the bound baryons; the rest
     # of their gas is stripped into the host's hot halo.
-    sat = (
-        moster_stellar_mass(cat.sub_m200)
-        * feedback_star_factor(cat.sub_m200, cat.a_sn[o], cat.a_agn[o])
-        * 10 ** (STAR_SCATTER_DEX * noise.star_sub)
+    sat = median_stellar_mass(cat.sub_m200, cat.a_sn[o], cat.a_agn[o]) * 10 ** (
+        STAR_SCATTER_DEX * noise.star_sub
     )
     sat = np.minimum(sat, STAR_MAX_BARYON_FRAC * f_b[o] * dark.sub_mass)
     stripped = np.bincount(o, weights=f_b[o] * dark.sub_mass - sat, minlength=len(cat.index))
