@@ -5,8 +5,10 @@ oracle's stellar 1 − r(k).
 
 A satellite's stellar mass follows its infall mass (docs/design.md §3), but the DMO map shows
 its bound mass, which tides have cut by a factor set by its 3-D radius: hidden behind the
-projection. The oracle's truth redraws redraw the stellar scatter only, so they share the
-infall masses with the truth, and a model that sees only the map cannot. This script draws
+projection. With `simulator.redraw_hidden: false` the truth redraws share the infall masses
+with the truth, and a model that sees only the map cannot. The point-source estimate below
+overstates what that does to the oracle (it leaves out the hosts' and the neighbours' stars):
+`bench_oracle.py` measures it on the painted maps, +1–2% on the stellar 1 − r. This script draws
 the default simulator's catalogue (condition stream only: no painting, seconds) and
 - estimates the scatter of log10 m*_sat (before the stellar scatter) at fixed visible
   quantities: bound mass, projected radius / R200, host mass and θ, by the spread among each

@@ -71,7 +71,7 @@ def test_pk_and_rk_err_are_means_over_draws_the_rest_is_draw_zero(maps):
 
 def test_fixed_rows_average_every_truth_redraw_without_calibration(maps):
     truth, other = maps
-    row = B._fixed_row("oracle", np.stack([other, truth], axis=1), _test_set(truth))
+    row = B.fixed_row("oracle", np.stack([other, truth], axis=1), _test_set(truth))
     assert row["n_realizations"] == 2
     gas = row["channels"]["gas"]
     assert gas["pk_err"] == pytest.approx(metrics.pk_error(other[:, 1], truth[:, 1], BOX) / 2)

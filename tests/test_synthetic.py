@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -126,6 +127,45 @@ def test_realizations_share_the_condition_and_differ_in_target():
     assert not np.array_equal(reals[:, 0], reals[:, 1])
     # Only baryonic noise differs: the hydro DM moves by the contraction alone (percent level).
     np.testing.assert_allclose(reals[:, 0, 0].sum((1, 2)), out["target"][:, 0].sum((1, 2)), 1e-5)
+
+
+def test_redrawing_the_hidden_masses_changes_only_the_redraws_baryons():
+    shared = S.simulate(_cfg(redraw_hidden=False), 6, seed=5, n_realizations=2)
+    redrawn = S.simulate(_cfg(redraw_hidden=True), 6, seed=5, n_realizations=2)
+    for key in ("condition", "target"):
+        np.testing.assert_array_equal(redrawn[key], shared[key])
+    a, b = shared["truth_realizations"], redrawn["truth_realizations"]
+    # The satellites' dark matter is what the map shows (their bound mass): it stays.
+    np.testing.assert_array_equal(b[:, :, 0], a[:, :, 0])
+    assert not np.array_equal(b[:, :, 2], a[:, :, 2])
+    # Every baryon stays in the host: stars a satellite gains, its stripped gas loses.
+    np.testing.assert_allclose(b[:, :, 1:].sum((2, 3, 4)), a[:, :, 1:].sum((2, 3, 4)), 1e-5)
+
+
+def test_hidden_infall_masses_are_redrawn_from_their_posterior_given_the_map():
+    """The truth's infall masses are themselves a draw from the posterior given what the map
+    shows. So a posterior redraw has the truth's joint law with the visible quantities (here
+    log m_infall/m_bound by projected radius and by bound mass), and the truth and a redraw
+    are exchangeable: they correlate as two redraws do, not as copies. 2000 maps keep every
+    bin above 900 satellites; the resampling from 64 candidates leaves the redraws' spread a
+    few percent wide of the posterior's where the posterior is narrowest (high bound mass)."""
+    cfg = _cfg()
+    cat = S.draw_catalog(cfg, 0, np.arange(2000))
+    _, dark = S.paint_condition(cfg, cat)
+    first = S.posterior_infall_masses(cat, dark, 0, 2)
+    second = S.posterior_infall_masses(cat, dark, 0, 3)
+    truth, one, two = (np.log10(m / dark.sub_mass) for m in (cat.sub_m200, first, second))
+    assert len(truth) > 7000 and np.mean(first == cat.sub_m200) < 0.02
+    radius = np.hypot(dark.sub_x, dark.sub_y) / cat.r200[cat.sub_owner]
+    bound = np.log10(dark.sub_mass)
+    for visible, edges in ((radius, (0, 0.2, 0.4, 0.7, 1)), (bound, (9, 11, 11.5, 14))):
+        for lo, hi in itertools.pairwise(edges):
+            pick = (visible >= lo) & (visible < hi)
+            se = truth[pick].std() / math.sqrt(pick.sum())
+            assert abs(one[pick].mean() - truth[pick].mean()) < 4 * se
+            assert one[pick].std() == pytest.approx(truth[pick].std(), rel=0.1)
+    r_truth, r_redraws = np.corrcoef(truth, one)[0, 1], np.corrcoef(one, two)[0, 1]
+    assert r_truth == pytest.approx(r_redraws, abs=0.03) and r_truth < 0.9
 
 
 def test_internal_pieces_reproduce_simulate():

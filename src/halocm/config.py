@@ -56,6 +56,7 @@ class Simulator(_Section):
     context_channels: bool
     neighbour_density: float = Field(ge=0)
     n_truth_realizations: int = Field(ge=0)
+    redraw_hidden: bool
     n_figure_maps: int = Field(ge=0)
 
     @model_validator(mode="after")

@@ -52,6 +52,7 @@ from halocm.data.halos import (
     duffy_concentration,
     gaussian_projected_mass,
     hernquist_projected_mass,
+    nfw_density,
     nfw_mu,
     nfw_radius_quantile,
     nfw_rho_s,
@@ -118,6 +119,9 @@ HOST_STREAM = 1001  # a host painted alone: its concentration and subhalos
 NEIGHBOUR_STREAM = 1002  # map i's neighbours: count, masses, offsets
 NEIGHBOUR_INDEX = 2**40  # neighbour j of map i is host NEIGHBOUR_INDEX + 64 i + j, so
 MAX_NEIGHBOURS = 64  # a map holds at most 64: config.MAX_MEAN_NEIGHBOURS keeps the mean at 16
+TARGET_STREAM = 1  # the target's baryons; truth redraw r uses TARGET_STREAM + 1 + r
+HIDDEN_STREAM = 2**20  # + a redraw's baryon stream: its satellites' hidden variables
+HIDDEN_CANDIDATES = 64  # proposal draws per satellite, resampled by posterior weight
 
 # --- Numerics.
 # Host annuli are R/64 wide, but between h/32 and h/4 (h the pixel): spreading an annulus's
@@ -490,26 +494,94 @@ class DarkMatter:
     background_gas: np.ndarray  # (Ωb/Ωm) × smoothed background
 
 
+def host_enclosed_mass(r3d, m200, c200):
+    """The host's NFW mass inside 3D radius r3d (≥ 1 Msun/h: a tidal radius stays finite)."""
+    rs = r200_from_m200(m200) / c200
+    return np.maximum(m200 * nfw_mu(r3d / rs) / nfw_mu(c200), 1.0)
+
+
+def tidal_truncation(m200, c200, r3d, m_host_in) -> tuple[np.ndarray, np.ndarray]:
+    """(tidal radius, bound mass) of a subhalo of infall M200c and c200 at 3D radius r3d,
+    where the host holds m_host_in: the Jacobi radius r_J = r (m / 3 M_host(<r))^(1/3), kept
+    within [0.1, 1] R200_sub, and the subhalo's NFW mass inside it."""
+    r200 = r200_from_m200(m200)
+    rt = np.clip(r3d * np.cbrt(m200 / (3.0 * m_host_in)), 0.1 * r200, r200)
+    return rt, m200 * nfw_mu(rt / (r200 / c200)) / nfw_mu(c200)
+
+
 def _subhalos(cat: HaloCatalog) -> dict[str, np.ndarray]:
     """Bound masses, tidal radii and projected positions of the subhalos."""
     o = cat.sub_owner
-    rs_host = cat.r200[o] / cat.c200[o]
-    r3d = rs_host * nfw_radius_quantile(cat.sub_q, cat.c200[o])
-    # Jacobi radius r_J = r (m / 3 M_host(<r))^(1/3), kept within [0.1, 1] R200_sub.
-    m_in = np.maximum(cat.m200[o] * nfw_mu(r3d / rs_host) / nfw_mu(cat.c200[o]), 1.0)
+    r3d = cat.r200[o] / cat.c200[o] * nfw_radius_quantile(cat.sub_q, cat.c200[o])
+    m_in = host_enclosed_mass(r3d, cat.m200[o], cat.c200[o])
+    rt, bound = tidal_truncation(cat.sub_m200, cat.sub_c200, r3d, m_in)
     r200 = r200_from_m200(cat.sub_m200)
-    rt = np.clip(r3d * np.cbrt(cat.sub_m200 / (3.0 * m_in)), 0.1 * r200, r200)
-    rs = r200 / cat.sub_c200
-    bound = cat.sub_m200 * nfw_mu(rt / rs) / nfw_mu(cat.sub_c200)
     proj = r3d * np.sqrt(1.0 - cat.sub_mu**2)
     return {
-        "rs": rs,
+        "rs": r200 / cat.sub_c200,
         "rt": rt,
         "mass": bound,
         "r200": r200,
         "x": proj * np.cos(cat.sub_phi),
         "y": proj * np.sin(cat.sub_phi),
     }
+
+
+def posterior_infall_masses(
+    cat: HaloCatalog, dark: DarkMatter, seed: int, stream: int
+) -> np.ndarray:
+    """The satellites' infall M200c (S,) drawn again given what the DMO map shows of them: bound
+    mass, projected position and host (docs/design.md §3, "Truth redraws").
+
+    The map hides the line-of-sight distance z and the concentration scatter ε, which set how
+    much of the infall mass tides have cut. Each satellite draws HIDDEN_CANDIDATES pairs from
+    the proposal z ~ U[0, √(R200² − R²)], ε ~ N(0, 1), solves for the infall mass m that gives
+    its bound mass, and keeps one pair with probability ∝ ρ_host(r) m^−1.9 (dm / dm_b): the
+    prior of r (subhalos trace the host's NFW mass) and of m (the subhalo mass function) over
+    the proposal, times the Jacobian to the bound mass held fixed. A satellite whose candidates
+    all fall outside the subhalo mass range keeps its own m."""
+    o = cat.sub_owner
+    n_sub = np.bincount(o, minlength=len(cat.index))
+    u, eps, pick = [], [], []
+    for j, i in enumerate(cat.index):
+        rng = _stream(seed, int(i), HIDDEN_STREAM + stream)
+        u.append(rng.uniform(size=(n_sub[j], HIDDEN_CANDIDATES)))
+        eps.append(rng.standard_normal((n_sub[j], HIDDEN_CANDIDATES)))
+        pick.append(rng.uniform(size=n_sub[j]))
+    u, eps, pick = np.concatenate(u), np.concatenate(eps), np.concatenate(pick)
+    m_host, c_host, r200_host = (a[o][:, None] for a in (cat.m200, cat.c200, cat.r200))
+    proj = np.hypot(dark.sub_x, dark.sub_y)[:, None]
+    r3d = np.hypot(proj, u * np.sqrt(np.maximum(r200_host**2 - proj**2, 0.0)))
+    m_in = host_enclosed_mass(r3d, m_host, c_host)
+    bound = dark.sub_mass[:, None]
+
+    def bound_mass(m):
+        c = duffy_concentration(m) * 10 ** (CONC_SCATTER_DEX * eps)
+        return tidal_truncation(m, c, r3d, m_in)[1]
+
+    # The bound fraction depends on m only through c ∝ m^−0.084: the fixed point converges
+    # by a factor of about 0.08 per step.
+    m = np.broadcast_to(bound, r3d.shape)
+    for _ in range(8):
+        m = m * bound / bound_mass(m)
+    dlnb_dlnm = np.log(bound_mass(1.001 * m) / bound_mass(m)) / math.log(1.001)
+    weight = nfw_density(r3d, r200_host / c_host, 1.0) * m ** (1.0 - SUB_SLOPE) / dlnb_dlnm
+    weight *= (m >= SUB_MASS_MIN) & (m <= SUB_MASS_MAX_FRAC * m_host)
+    cdf = np.cumsum(weight, axis=1)
+    chosen = (cdf < pick[:, None] * cdf[:, -1:]).sum(axis=1)
+    redrawn = m[np.arange(len(m)), np.minimum(chosen, HIDDEN_CANDIDATES - 1)]
+    return np.where(cdf[:, -1] > 0, redrawn, cat.sub_m200)
+
+
+def baryon_catalog(
+    cfg: Simulator, cat: HaloCatalog, dark: DarkMatter, seed: int, stream: int
+) -> HaloCatalog:
+    """The catalogue that baryon stream `stream` paints: the truth's for the target; for a
+    truth redraw with `cfg.redraw_hidden`, its satellites' infall masses drawn again given
+    the DMO map, so that a redraw knows no more than the map shows."""
+    if stream == TARGET_STREAM or not cfg.redraw_hidden:
+        return cat
+    return dataclasses.replace(cat, sub_m200=posterior_infall_masses(cat, dark, seed, stream))
 
 
 def background(noise, omega_m, sigma_8, a_agn, *, pixel: float, depth: float):
@@ -703,7 +775,7 @@ def stamp_config(cfg: Simulator, stamp: int) -> Simulator:
 
 
 def paint_hosts(
-    stamp_cfg: Simulator, cat: HaloCatalog, seed: int, streams: tuple[int, ...] = (1,)
+    stamp_cfg: Simulator, cat: HaloCatalog, seed: int, streams: tuple[int, ...] = (TARGET_STREAM,)
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The hosts alone on their stamps: DMO (B, s, s) and, per baryon stream in `streams`
     (their stellar scatter), [dm_hydro, gas, stars] (B, 3, s, s) with the gas unclumped."""
@@ -718,7 +790,8 @@ def paint_hosts(
         # Zero clumping noise makes the clumping a constant that the renormalisation undoes:
         # the map the stamp lands in clumps all its gas with one field instead.
         noise = dataclasses.replace(noise, clump=np.zeros_like(noise.clump))
-        hydro.append(paint_target(stamp_cfg, cat, dark, noise))
+        painted = baryon_catalog(stamp_cfg, cat, dark, seed, stream)
+        hydro.append(paint_target(stamp_cfg, painted, dark, noise))
     return dmo, hydro
 
 
@@ -812,7 +885,7 @@ def simulate(
         sl = slice(start, min(start + bs, n_maps))
         cat = draw_catalog(cfg, seed, np.arange(sl.start, sl.stop))
         cond, dark = paint_condition(cfg, cat)
-        streams = [1, *(2 + r for r in range(n_realizations))]
+        streams = [TARGET_STREAM, *(TARGET_STREAM + 1 + r for r in range(n_realizations))]
         near = [None] * len(streams)
         if cfg.neighbour_density > 0:
             near_dmo, near = paint_neighbours(cfg, cat, seed, streams)
@@ -820,7 +893,9 @@ def simulate(
         out["condition"][sl] = cond
         for r, stream in enumerate(streams):
             noise = draw_baryon_noise(cfg, cat, seed, stream)
-            maps = paint_target(cfg, cat, dark, noise, near[r])
+            maps = paint_target(
+                cfg, baryon_catalog(cfg, cat, dark, seed, stream), dark, noise, near[r]
+            )
             if r == 0:
                 out["target"][sl] = maps
             else:

@@ -200,10 +200,10 @@ def benchmark(
         examples[f"{sampler}_{steps}"] = samples[:, 0]
 
     baseline = test.condition[:, :1] * fractions[None, :, None, None]
-    rows.append(_fixed_row("baseline", baseline[:, None], test))
+    rows.append(fixed_row("baseline", baseline[:, None], test))
     examples["baseline"] = baseline
     if test.oracle is not None:
-        rows.append(_fixed_row("oracle", test.oracle, test))
+        rows.append(fixed_row("oracle", test.oracle, test))
         examples["oracle"] = test.oracle[:, 0]
 
     result = {
@@ -246,7 +246,7 @@ def _draws(sampler: str, steps: int, n_realizations: int, teacher_realizations: 
     return teacher_realizations if sampler == "teacher" else 1
 
 
-def _fixed_row(name: str, draws: np.ndarray, test: TestSet) -> dict:
+def fixed_row(name: str, draws: np.ndarray, test: TestSet) -> dict:
     """A row that samples nothing: `draws` (N, R, C, H, W) are given. Not calibrated: the
     truth's own redraws are calibrated by construction."""
     return {
