@@ -1,6 +1,8 @@
 """The oracle row with the satellites' hidden variables shared with the truth, and redrawn.
 
     python benchmarks/bench_oracle.py            # → benchmarks/results/oracle-hidden-redrawn.json
+    python benchmarks/bench_oracle.py --seeds 0 --set simulator.neighbour_density=0 \
+        --results benchmarks/results/oracle-hidden-redrawn-isolated.json
 
 A satellite's stellar mass follows its infall mass, which the DMO map does not show (docs/design.md
 §3, "Truth redraws"). With `simulator.redraw_hidden: false` the truth redraws keep the truth's
@@ -35,7 +37,7 @@ CHANNELS = ("dm_hydro", "gas", "stars", "total")
 SAMPLERS = ("consistency_1", "consistency_2", "teacher_18")
 
 
-def oracle_row(seed: int, redraw_hidden: bool, workdir: Path) -> dict:
+def oracle_row(seed: int, redraw_hidden: bool, workdir: Path, overrides: list[str]) -> dict:
     """pk_err and rk_err (mean over the redraws, and their sd) of the oracle on the test maps."""
     cfg = load_config(
         ROOT / "params.yaml",
@@ -45,6 +47,7 @@ def oracle_row(seed: int, redraw_hidden: bool, workdir: Path) -> dict:
             "simulator.n_figure_maps=0",
             f"paths.raw_dir={workdir / 'raw'}",
             f"paths.processed_dir={workdir / 'processed'}",
+            *overrides,
         ],
     )
     generate(cfg)
@@ -78,6 +81,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scores", type=Path, help="the models' rows per seed (optional)")
     parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="a.b=value (params.yaml)"
+    )
+    parser.add_argument(
         "--results", type=Path, default=ROOT / "benchmarks/results/oracle-hidden-redrawn.json"
     )
     args = parser.parse_args()
@@ -88,7 +94,7 @@ def main() -> None:
         for redraw in (False, True):
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
-                oracle = oracle_row(seed, redraw, Path(tmp))
+                oracle = oracle_row(seed, redraw, Path(tmp), args.overrides)
             label = "hidden_redrawn" if redraw else "hidden_shared"
             entry[label] = {"oracle": oracle, "seconds": round(time.perf_counter() - t0, 1)}
             if str(seed) in scores:
@@ -100,7 +106,9 @@ def main() -> None:
             )
         out["seeds"][str(seed)] = entry
     out["command"] = "python benchmarks/bench_oracle.py " + " ".join(
-        ["--seeds", *map(str, args.seeds)] + (["--scores", str(args.scores)] if args.scores else [])
+        ["--seeds", *map(str, args.seeds)]
+        + (["--scores", str(args.scores)] if args.scores else [])
+        + [f"--set {o}" for o in args.overrides]
     )
     write_json(args.results, out)
     print(f"wrote {args.results}")
