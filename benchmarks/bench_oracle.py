@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from check_bars import SAMPLERS, oracle_bars
+from check_bars import WITH_TOTAL as CHANNELS
+
 from halocm.config import load_config
 from halocm.data.normalize import NormStats
 from halocm.evaluation.benchmark import fixed_row, load_test_set
@@ -33,8 +36,6 @@ from halocm.stages.generate import generate
 from halocm.stages.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-CHANNELS = ("dm_hydro", "gas", "stars", "total")
-SAMPLERS = ("consistency_1", "consistency_2", "teacher_18")
 
 
 def oracle_row(seed: int, redraw_hidden: bool, workdir: Path, overrides: list[str]) -> dict:
@@ -61,19 +62,13 @@ def oracle_row(seed: int, redraw_hidden: bool, workdir: Path, overrides: list[st
 
 
 def bars_missed(rows: dict, oracle: dict) -> list[str]:
-    """The bars against the oracle that the models' rows miss."""
-    missed = []
-    for sampler in SAMPLERS:
-        for c in CHANNELS:
-            score = rows[sampler]["channels"][c]["mean_over_draws"]
-            limits = {
-                "pk_err": max(2 * oracle[c]["pk_err"], 0.03),
-                "rk_err": max(1.5 * oracle[c]["rk_err"], 0.01),
-            }
-            for key, limit in limits.items():
-                if score[key] > limit:
-                    missed.append(f"{sampler} {c} {key} {score[key]:.4f} > {limit:.4f}")
-    return missed
+    """The bars against the oracle that the models' rows (their means over draws) miss."""
+    scores = {s: {c: rows[s]["channels"][c]["mean_over_draws"] for c in CHANNELS} for s in SAMPLERS}
+    return [
+        f"{bar.name} {bar.value:.4f} > {bar.limit:.4f}"
+        for bar in oracle_bars(scores, oracle)
+        if not bar.holds
+    ]
 
 
 def main() -> None:

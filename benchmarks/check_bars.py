@@ -53,8 +53,8 @@ def rows_of(bench: dict) -> tuple[dict, dict]:
     return scores, ms
 
 
-def bars(scores: dict, ms: dict | None = None) -> list[Bar]:
-    oracle, denoiser, teacher = scores["oracle"], scores["denoiser_1"], scores["teacher_18"]
+def oracle_bars(scores: dict, oracle: dict) -> list[Bar]:
+    """The bars against the oracle's scores, per sampler and channel (total included)."""
     out = []
     for sampler in SAMPLERS:
         for c in WITH_TOTAL:
@@ -65,6 +65,12 @@ def bars(scores: dict, ms: dict | None = None) -> list[Bar]:
             out.append(
                 Bar(f"{sampler} {c} rk_err", row["rk_err"], max(1.5 * oracle[c]["rk_err"], 0.01))
             )
+    return out
+
+
+def bars(scores: dict, ms: dict | None = None) -> list[Bar]:
+    denoiser, teacher = scores["denoiser_1"], scores["teacher_18"]
+    out = oracle_bars(scores, scores["oracle"])
     one, two = scores["consistency_1"], scores["consistency_2"]
     for c in CHANNELS:  # on gas the 1-step model must do better than the mean-like denoiser
         slack = 0.0 if c == "gas" else 0.01
