@@ -403,10 +403,14 @@ def draw_theta(rng: np.random.Generator) -> tuple[float, float, float, float]:
     )
 
 
+def scattered_concentration(m200, eps):
+    """c200 of Duffy et al. 2008 moved by eps (unit normal) times CONC_SCATTER_DEX dex."""
+    return duffy_concentration(m200) * 10 ** (CONC_SCATTER_DEX * eps)
+
+
 def draw_concentration(rng: np.random.Generator, m200):
     """c200 of Duffy et al. 2008 with CONC_SCATTER_DEX lognormal scatter, one draw per mass."""
-    scatter = rng.standard_normal(np.shape(m200) or None)
-    return duffy_concentration(m200) * 10 ** (CONC_SCATTER_DEX * scatter)
+    return scattered_concentration(m200, rng.standard_normal(np.shape(m200) or None))
 
 
 def power_law_masses(
@@ -556,8 +560,7 @@ def posterior_infall_masses(
     bound = dark.sub_mass[:, None]
 
     def bound_mass(m):
-        c = duffy_concentration(m) * 10 ** (CONC_SCATTER_DEX * eps)
-        return tidal_truncation(m, c, r3d, m_in)[1]
+        return tidal_truncation(m, scattered_concentration(m, eps), r3d, m_in)[1]
 
     # The bound fraction depends on m only through c ∝ m^−0.084: the fixed point converges
     # by a factor of about 0.08 per step.
