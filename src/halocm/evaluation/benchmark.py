@@ -128,7 +128,7 @@ def _finite(value: float) -> float | None:
 
 
 # On 2 CPU cores the first four 1-step calls after loading a model ran 1.1-1.4x slower than
-# the settled ones: one warm-up call left the first sampler timed 18-26% slow (README).
+# the settled ones: one warm-up call left the first sampler timed 18-26% slow (docs/experiments.md).
 WARMUP_CALLS = 5
 
 
