@@ -165,6 +165,7 @@ class Mean(_Section):
     lr: float = Field(gt=0)
     inference_ema: float = Field(ge=0, lt=1)
     inference_ema_warmup: float = Field(gt=1)
+    augment: bool
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
@@ -194,6 +195,7 @@ class Pretrain(_Section):
     uniform_fraction: float = Field(ge=0, le=1)
     inference_ema: float = Field(ge=0, lt=1)
     inference_ema_warmup: float = Field(gt=1)
+    augment: bool
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)
@@ -211,6 +213,7 @@ class Train(_Section):
     warm_start: bool
     denoising_warmup: int = Field(ge=0)
     val_sampling_steps: int = Field(ge=1)
+    augment: bool
     checkpoint_every: int = Field(ge=1)
     val_every: int = Field(ge=1)
     val_batches: int = Field(ge=1)

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from halocm.checkpoint import rng_state, save_checkpoint
+from halocm.data.augment import dihedral, symmetries_at_step
 from halocm.data.dataset import load_split
 from halocm.data.normalize import NormStats
 from halocm.distributed import Group, is_main_process, rank_seed
@@ -74,13 +75,16 @@ class TrainSettings:
 
 @dataclass
 class Batches:
-    """Epoch-wise shuffled minibatches whose order depends only on (seed, step): resumable."""
+    """Epoch-wise shuffled minibatches whose order depends only on (seed, step): resumable.
+    With `augment`, each map of a batch (condition and target together) is moved by one of
+    the cutout's 8 symmetries, also drawn from (seed, step) (halocm.data.augment)."""
 
     target: torch.Tensor
     condition: torch.Tensor
     params: torch.Tensor
     batch_size: int
     seed: int
+    augment: bool = False
 
     def __len__(self) -> int:
         return self.target.shape[0]
@@ -93,7 +97,11 @@ class Batches:
         )
         idx = order[position * self.batch_size : (position + 1) * self.batch_size]
         idx = idx.to(self.target.device)
-        return self.target[idx], self.condition[idx], self.params[idx]
+        target, condition = self.target[idx], self.condition[idx]
+        if self.augment:
+            which = symmetries_at_step(self.seed, step, len(idx)).to(self.target.device)
+            target, condition = dihedral(target, which), dihedral(condition, which)
+        return target, condition, self.params[idx]
 
 
 def tensors_from_split(path: str | Path, device: torch.device):
@@ -322,13 +330,14 @@ def denoising_warmup(
     lr: float,
     weight_decay: float,
     grad_clip: float,
+    augment: bool = False,
 ) -> None:
     """`steps` plain EDM steps on the objective's denoiser (e.g. the student's backbone with
     EDM preconditioning) when no pretrained denoiser is given: no EMA, checkpoints or
     validation."""
     denoiser = objective.denoiser
     opt = make_optimizer(denoiser.parameters(), name=optimizer, lr=lr, weight_decay=weight_decay)
-    batches = Batches(*train_data, batch_size=batch_size, seed=seed)
+    batches = Batches(*train_data, batch_size=batch_size, seed=seed, augment=augment)
     for step in tqdm(range(steps), desc="denoising warm-up"):
         loss = objective(*batches.at_step(step), step).mean()
         opt.zero_grad(set_to_none=True)

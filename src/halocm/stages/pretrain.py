@@ -53,7 +53,7 @@ def _pretrain(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | Non
     fit(
         objective=objective,
         net=denoiser,
-        batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed),
+        batches=Batches(*train, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment),
         settings=TrainSettings.of(p, opt, seed=cfg.seed),
         checkpoint_path=last_path(final),
         checkpoint_extra=checkpoint_extra(cfg, spec, "edm", stats, shapes, residual),

@@ -58,7 +58,7 @@ def _regress(cfg: Config, device, *, resume: bool, log_metrics: MetricsFn | None
     fit(
         objective=objective,
         net=net,
-        batches=Batches(*train, batch_size=m.batch_size, seed=cfg.seed),
+        batches=Batches(*train, batch_size=m.batch_size, seed=cfg.seed, augment=m.augment),
         settings=TrainSettings.of(m, cfg.optimizer, seed=cfg.seed),
         checkpoint_path=last_path(final),
         checkpoint_extra=checkpoint_extra(cfg, spec, "mse", stats, shapes),

@@ -81,6 +81,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
             lr=p.lr,
             weight_decay=opt.weight_decay,
             grad_clip=opt.grad_clip,
+            augment=t.augment,
         )
     objective = consistency_objective(cfg, t.mode, student=student, teacher=teacher)
     check_warm_start(cfg, teacher, teacher_file)
@@ -89,7 +90,7 @@ def _train(cfg: Config, device, *, resume, log_metrics, on_step) -> Path:
     fit(
         objective=objective,
         net=student,
-        batches=Batches(*train_data, batch_size=t.batch_size, seed=cfg.seed),
+        batches=Batches(*train_data, batch_size=t.batch_size, seed=cfg.seed, augment=t.augment),
         settings=TrainSettings.of(t, opt, seed=cfg.seed),
         checkpoint_path=last_path(final),
         checkpoint_extra=checkpoint_extra(cfg, spec, t.mode, stats, shapes, residual),
