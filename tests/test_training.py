@@ -95,9 +95,10 @@ def test_the_target_ema_is_the_sections_own(project):
     assert torch.allclose(target.weight, before + 0.5)  # mu = 0.5: halfway to the student
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(project, tmp_path):
+@pytest.mark.parametrize("overrides", [[], ["train.augment=true"]], ids=["plain", "augmented"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(project, tmp_path, overrides):
     params = project / "params.yaml"
-    cfg = load_config(params)  # 12 steps, checkpoint every 4
+    cfg = load_config(params, overrides)  # 12 steps, checkpoint every 4
     reference = _weights(train(cfg))
 
     def kill_at_step_6(step):
