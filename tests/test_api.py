@@ -69,9 +69,10 @@ def test_sampling_settings_come_from_the_caller_or_else_the_checkpoint(trained):
     assert load_model(path, device="cpu", sample=other).sample_settings == other
     recorded = load_model(path, device="cpu").sample_settings  # as trained: the tiny config's
     assert recorded == SampleSettings.of(cfg.sample)
-    # A checkpoint's recorded settings from before `mean_only` existed: no channel is μ alone.
+    # A checkpoint's recorded settings from before `mean_only` and `churn` existed: no channel
+    # is μ alone, and the teacher samples the deterministic ODE.
     old = {"intermediate_sigmas": [1.0, 0.5], "batch_size": 4}
-    assert SampleSettings.of(old) == SampleSettings((1.0, 0.5), 4, ())
+    assert SampleSettings.of(old) == SampleSettings((1.0, 0.5), 4, (), 0.0)
     # Other levels, other multistep samples; the one-step sample does not use them.
     cond, params = _inputs(gen, cfg)
     regen = load_model(path, device="cpu", sample=other)

@@ -192,3 +192,31 @@ def test_pf_ode_step_takes_one_level_or_a_level_per_sample(field, latents, heun)
         ratio = field.step_ratio(t_cur[k], t_next[k], "heun" if heun else "euler")
         torch.testing.assert_close(one, apply_multiplier(x[k : k + 1], ratio.float()),
                                    rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+# --- the stochastic teacher sampler (churn) -------------------------------------------------
+
+
+def test_churn_keeps_the_exact_denoisers_power_spectrum(field, latents):
+    # Fresh noise raises x to the level t̂ that the step starts from: with the exact denoiser
+    # each intermediate x is a draw of the noised field, so the output's power is the field's.
+    sigmas = edm_sampling_sigmas(64, SIGMA_MIN, SIGMA_MAX, 7.0)
+    x = edm_heun_sample(field.denoiser(), latents, sigmas, cond=None, params=None, churn=20.0,
+                        generators=_gens(range(N_SAMPLES)))  # fmt: skip
+    _assert_power_within_statistical_error(x, field.power, bias=0.01)
+
+
+def test_churn_costs_no_call_and_draws_each_sample_from_its_own_generator(field, latents):
+    sigmas = edm_sampling_sigmas(18, SIGMA_MIN, SIGMA_MAX, 7.0)
+    denoiser = Counting(field.denoiser())
+    kwargs = {"cond": None, "params": None, "churn": 2.0}
+    whole = edm_heun_sample(denoiser, latents[:6], sigmas, generators=_gens(range(6)), **kwargs)
+    assert denoiser.calls == 35
+    part = edm_heun_sample(denoiser, latents[4:6], sigmas, generators=_gens([4, 5]), **kwargs)
+    torch.testing.assert_close(whole[4:6], part)
+    plain = edm_heun_sample(denoiser, latents[:6], sigmas, cond=None, params=None)
+    assert not torch.allclose(whole, plain, atol=1e-3)
+    # No level inside the range: the deterministic sampler, bit for bit.
+    none = edm_heun_sample(denoiser, latents[:6], sigmas, generators=_gens(range(6)),
+                           churn_range=(100.0, 200.0), **kwargs)  # fmt: skip
+    assert torch.equal(none, plain)

@@ -25,27 +25,32 @@ from halocm.sampling import consistency_batch, make_generators, nfe, teacher_bat
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """How to sample: the multistep levels below σ_max, the maps per network call, and the
-    channels drawn as their conditional mean μ alone (docs/design.md §5)."""
+    """How to sample: the multistep levels below σ_max, the maps per network call, the
+    channels drawn as their conditional mean μ alone (docs/design.md §5), and the teacher's
+    churn (docs/design.md §6)."""
 
     intermediate_sigmas: tuple[float, ...]
     batch_size: int
     mean_only: tuple[str, ...] = ()
+    churn: float = 0.0
+    churn_range: tuple[float, float] = (0.05, 50.0)
 
     @classmethod
     def of(cls, settings) -> SampleSettings:
-        """From a config's `sample` section or its JSON form (a dict, as checkpoints and
-        MLflow record it; those written before `mean_only` existed lack it)."""
-        if isinstance(settings, dict):
-            sigmas, batch = settings["intermediate_sigmas"], settings["batch_size"]
-            mean_only = settings.get("mean_only", ())
-        else:
-            sigmas, batch, mean_only = (
-                settings.intermediate_sigmas,
-                settings.batch_size,
-                settings.mean_only,
-            )
-        return cls(tuple(float(s) for s in sigmas), int(batch), tuple(mean_only))
+        """From a config's `sample` section, its JSON form (a dict, as checkpoints and
+        MLflow record it; those written before a setting existed lack it, and get the
+        sampling they were written with: no mean-only channels, no churn) or itself."""
+        if isinstance(settings, cls):
+            return settings
+        if not isinstance(settings, dict):
+            settings = settings.model_dump()
+        return cls(
+            tuple(float(s) for s in settings["intermediate_sigmas"]),
+            int(settings["batch_size"]),
+            tuple(settings.get("mean_only", ())),
+            float(settings.get("churn", 0.0)),
+            tuple(float(s) for s in settings.get("churn_range", (0.05, 50.0))),
+        )
 
 
 class Generator:
@@ -226,6 +231,8 @@ class Generator:
                 sigma_min=d["sigma_min"],
                 sigma_max=d["sigma_max"],
                 rho=d["rho"],
+                churn=self.sample_settings.churn,
+                churn_range=self.sample_settings.churn_range,
             )
         # A zero residual decodes to μ: what the condition nearly fixes (hydro dark matter)
         # keeps none of the generator's noise.

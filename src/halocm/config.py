@@ -315,6 +315,15 @@ class Sample(_Section):
     intermediate_sigmas: tuple[float, ...]
     batch_size: int = Field(ge=1)
     mean_only: tuple[str, ...]  # channels drawn as the mean network's μ alone
+    churn: float = Field(ge=0)  # the teacher's S_churn (Karras et al. 2022, Alg. 2)
+    churn_range: tuple[float, float]  # (S_tmin, S_tmax): the levels that get churn
+
+    @field_validator("churn_range")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1]:
+            raise ValueError("[S_tmin, S_tmax] with 0 <= S_tmin < S_tmax")
+        return v
 
     @field_validator("intermediate_sigmas")
     @classmethod

@@ -58,11 +58,23 @@ def teacher_batch(
     sigma_min: float,
     sigma_max: float,
     rho: float,
+    churn: float = 0.0,
+    churn_range: tuple[float, float] = (0.05, 50.0),
 ) -> torch.Tensor:
-    """One batch of normalised samples of the denoiser: EDM Heun on `n_steps` Karras levels."""
+    """One batch of normalised samples of the denoiser: EDM Heun on `n_steps` Karras levels,
+    stochastic with `churn` > 0."""
     z = per_sample_randn(_shape(cond, out_channels), generators, device=cond.device)
     sigmas = edm_sampling_sigmas(n_steps, sigma_min, sigma_max, rho).to(cond.device)
-    return edm_heun_sample(net, z, sigmas, cond=cond, params=params)
+    return edm_heun_sample(
+        net,
+        z,
+        sigmas,
+        cond=cond,
+        params=params,
+        churn=churn,
+        churn_range=churn_range,
+        generators=generators,
+    )
 
 
 def _shape(cond: torch.Tensor, out_channels: int) -> tuple[int, ...]:

@@ -50,10 +50,7 @@ def consistency_sample(f, latents: Tensor, sigmas, *, cond, params, generators=N
     sigma_min = float(f.sigma_min)
     x = f(latents * levels[0], _full(latents, levels[0]), cond, params)
     for tau in levels[1:]:
-        if generators is None:
-            z = torch.randn_like(x)
-        else:
-            z = per_sample_randn(x.shape, generators, device=x.device, dtype=x.dtype)
+        z = _randn_like(x, generators)
         x = f(x + math.sqrt(tau**2 - sigma_min**2) * z, _full(x, tau), cond, params)
     return x
 
@@ -84,14 +81,40 @@ def pf_ode_step(denoiser, x: Tensor, t_cur, t_next, cond, params, *, heun: bool)
 
 
 @torch.no_grad()
-def edm_heun_sample(denoiser, latents: Tensor, sigmas, *, cond, params) -> Tensor:
-    """Deterministic Heun PF-ODE sampler (Karras et al. 2022, Alg. 1, S_churn = 0).
+def edm_heun_sample(
+    denoiser,
+    latents: Tensor,
+    sigmas,
+    *,
+    cond,
+    params,
+    churn: float = 0.0,
+    churn_range: tuple[float, float] = (0.05, 50.0),
+    generators=None,
+) -> Tensor:
+    """EDM Heun sampler (Karras et al. 2022): the deterministic PF-ODE (Alg. 1) when `churn`
+    is 0, else the stochastic sampler of Alg. 2 with S_noise = 1.
 
     `sigmas` descend and end in 0 (edm_sampling_sigmas); n levels above 0 cost 2n − 1 calls:
-    the last step, to σ = 0 where the slope is undefined, is an Euler step.
+    the last step, to σ = 0 where the slope is undefined, is an Euler step. With churn, a step
+    from t in `churn_range` (S_tmin, S_tmax) starts at t̂ = (1 + γ) t, γ = min(churn / n,
+    √2 − 1), after adding noise of variance t̂² − t²: each step then removes more noise than
+    the ODE would, which corrects part of the errors of earlier steps at no extra call.
     """
     levels = _sigma_list(sigmas)
+    gamma = min(churn / (len(levels) - 1), math.sqrt(2.0) - 1.0)
+    lo, hi = churn_range
     x = latents * levels[0]
     for t_cur, t_next in itertools.pairwise(levels):
+        if gamma > 0 and lo <= t_cur <= hi:
+            t_hat = (1.0 + gamma) * t_cur
+            x = x + math.sqrt(t_hat**2 - t_cur**2) * _randn_like(x, generators)
+            t_cur = t_hat
         x = pf_ode_step(denoiser, x, t_cur, t_next, cond, params, heun=t_next > 0)
     return x
+
+
+def _randn_like(x: Tensor, generators) -> Tensor:
+    if generators is None:
+        return torch.randn_like(x)
+    return per_sample_randn(x.shape, generators, device=x.device, dtype=x.dtype)
