@@ -27,7 +27,7 @@ from halocm.sampling import consistency_batch, make_generators, nfe, teacher_bat
 class SampleSettings:
     """How to sample: the multistep levels below σ_max, the maps per network call, the
     channels drawn as their conditional mean μ alone (docs/design.md §5), and the teacher's
-    churn (docs/design.md §6)."""
+    churn (docs/design.md §5)."""
 
     intermediate_sigmas: tuple[float, ...]
     batch_size: int
