@@ -7,7 +7,9 @@ For each run (a models folder with `denoiser.pt` and the processed split it was 
 and each churn, the teacher on `evaluate.teacher_levels` draws `evaluate.teacher_realizations`
 samples of the first `evaluate.n_maps` test maps with the run's SEED, scored as `halocm
 evaluate` scores its teacher row: churn 0 reproduces that row. Every churn of a run sees the
-same maps and the same seed, so the rows differ by the sampler alone.
+same maps and the same seed, so the rows differ by the sampler alone. Each run also holds the
+oracle's scores on those maps and, per churn, the teacher's oracle bars it misses
+(`check_bars.py`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from check_bars import oracle_bars
 
 from halocm.api import load_model
 from halocm.config import load_config
-from halocm.evaluation.benchmark import load_test_set, score_channels
+from halocm.evaluation.benchmark import fixed_row, load_test_set, score_channels
 from halocm.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,16 +31,31 @@ RESULTS = ROOT / "benchmarks" / "results" / "teacher-churn.json"
 REPORTED = ("pk_err", "rk_err", "coverage_50", "coverage_90")
 
 
-def churn_rows(
-    cfg, models_dir: str, processed_dir: str, seed: int, churns, churn_range
-) -> list[dict]:
+def rounded(scores: dict, keys=REPORTED) -> dict:
+    return {c: {k: round(float(scores[c][k]), 5) for k in keys} for c in scores}
+
+
+def teacher_misses(row: dict, oracle: dict) -> list[str]:
+    """The teacher's bars against the oracle that `row` misses (oracle_bars wants every
+    sampler's row; the others are ignored)."""
+    scores = {sampler: row for sampler in ("consistency_1", "consistency_2", "teacher_18")}
+    return [
+        f"{b.name}: {b.value:.4f} > {b.limit:.4f}"
+        for b in oracle_bars(scores, oracle)
+        if b.name.startswith("teacher_18") and not b.holds
+    ]
+
+
+def churn_run(cfg, models_dir: str, processed_dir: str, seed: int, churns, churn_range) -> dict:
+    """The oracle's scores and one row per churn for one run."""
     ev = cfg.evaluate
-    rows, test = [], None
+    rows, test, oracle = [], None, None
     for churn in churns:
         sample = cfg.sample.model_dump() | {"churn": churn, "churn_range": churn_range}
         teacher = load_model(Path(models_dir) / "denoiser.pt", device=cfg.device, sample=sample)
         if test is None:
             test = load_test_set(Path(processed_dir) / "test.npz", teacher.stats, ev.n_maps)
+            oracle = fixed_row("oracle", test.oracle, test)["channels"]
         t0 = time.perf_counter()
         draws = teacher.draw(
             test.cond_norm,
@@ -48,14 +66,21 @@ def churn_rows(
             dtype=np.float64,
         )
         scores = score_channels(draws, test)
-        row = {c: {k: round(float(scores[c][k]), 5) for k in REPORTED} for c in scores}
-        rows.append({"churn": churn, "seconds": round(time.perf_counter() - t0, 1), **row})
+        row = rounded(scores)
+        rows.append(
+            {
+                "churn": churn,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "bars_missed": teacher_misses(scores, oracle),
+                **row,
+            }
+        )
         print(
             f"{models_dir} churn {churn}: "
             + ", ".join(f"{c} {row[c]['pk_err']:.4f} ({row[c]['rk_err']:.4f})" for c in row),
             flush=True,
         )
-    return rows
+    return {"oracle": rounded(oracle, ("pk_err", "rk_err")), "rows": rows}
 
 
 def main() -> None:
@@ -73,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.params)
     runs = {
-        f"seed {seed}": churn_rows(
+        f"seed {seed}": churn_run(
             cfg, models, processed, int(seed), args.churn, tuple(args.churn_range)
         )
         for models, processed, seed in args.run
