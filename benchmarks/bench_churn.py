@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,15 @@ def teacher_misses(row: dict, oracle: dict) -> list[str]:
 def churn_run(cfg, models_dir: str, processed_dir: str, seed: int, churns, churn_range) -> dict:
     """The oracle's scores and one row per churn for one run."""
     ev = cfg.evaluate
-    rows, test, oracle = [], None, None
+    teacher = load_model(Path(models_dir) / "denoiser.pt", device=cfg.device, sample=cfg.sample)
+    test = load_test_set(Path(processed_dir) / "test.npz", teacher.stats, ev.n_maps)
+    oracle = fixed_row("oracle", test.oracle, test)["channels"]
+    rows = []
     for churn in churns:
-        sample = cfg.sample.model_dump() | {"churn": churn, "churn_range": churn_range}
-        teacher = load_model(Path(models_dir) / "denoiser.pt", device=cfg.device, sample=sample)
-        if test is None:
-            test = load_test_set(Path(processed_dir) / "test.npz", teacher.stats, ev.n_maps)
-            oracle = fixed_row("oracle", test.oracle, test)["channels"]
+        # Read at each draw, so one loaded teacher serves every churn.
+        teacher.sample_settings = replace(
+            teacher.sample_settings, churn=churn, churn_range=churn_range
+        )
         t0 = time.perf_counter()
         draws = teacher.draw(
             test.cond_norm,
