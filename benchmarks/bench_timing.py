@@ -2,12 +2,13 @@
 
     python benchmarks/bench_timing.py [--trials 8]   # → benchmarks/results/timing.json
 
-Needs the pipeline's models and test split. `halocm evaluate` times each sampler once with
-`time_sampler`: the median of `evaluate.timing_repeats` calls of one batch after
-`WARMUP_CALLS` warm-up calls. This script loads the models as evaluate does, times the
-consistency model at 1 step and the teacher `--trials` times in turn, and reports each
-trial's speed-up: their spread is what one evaluate run's figure can be off by on this
-machine, and the first trial is the one evaluate's 1-step row gets.
+Needs the pipeline's models and test split. `halocm evaluate` times each row by its scored
+draws (`timed_draw`: `evaluate.n_realizations` draws of the test maps at 1 step,
+`evaluate.teacher_realizations` for the teacher), after `warm_up`. This script loads the
+models as evaluate does, warms each up once, draws the consistency model at 1 step and the
+teacher `--trials` times in turn as evaluate does, and reports each trial's speed-up: their
+spread is what one evaluate run's figure can be off by on this machine, and the first trial
+is the one evaluate's 1-step row gets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from halocm.api import load_model
 from halocm.config import load_config
-from halocm.evaluation.benchmark import load_test_set, time_sampler
+from halocm.evaluation.benchmark import load_test_set, timed_draw, warm_up
 from halocm.io import write_json
 from halocm.stages.common import consistency_path, denoiser_path, split_path
 
@@ -33,10 +34,20 @@ def speed_ups(cfg, trials: int) -> list[dict]:
     student = load_model(consistency_path(cfg), device=cfg.device, sample=cfg.sample)
     teacher = load_model(denoiser_path(cfg), device=cfg.device, sample=cfg.sample)
     test = load_test_set(split_path(cfg, "test"), student.stats, ev.n_maps)
+    warm_up(student, test)
+    warm_up(teacher, test)
     out = []
     for _ in range(trials):
-        one = time_sampler(student, test, 1, ev.timing_repeats, ev.timing_batch)
-        heun = time_sampler(teacher, test, ev.teacher_levels, ev.timing_repeats, ev.timing_batch)
+        _, one = timed_draw(
+            student, test, n_steps=1, n_realizations=ev.n_realizations, seed=cfg.seed
+        )
+        _, heun = timed_draw(
+            teacher,
+            test,
+            n_steps=ev.teacher_levels,
+            n_realizations=ev.teacher_realizations,
+            seed=cfg.seed,
+        )
         out.append({"one_step_ms": one, "teacher_ms": heun, "speed_up": heun / one})
     return out
 

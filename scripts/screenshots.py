@@ -54,7 +54,7 @@ TINY = {
               "val_batches": 1},
     "ct": {"grid_levels": 10},
     "sample": {"batch_size": 16},
-    "evaluate": {"n_maps": 8, "n_realizations": 4, "timing_repeats": 1, "teacher_levels": 3},
+    "evaluate": {"n_maps": 8, "n_realizations": 4, "teacher_levels": 3},
     # A gate the tiny model can pass, so the registry shows a champion.
     "tracking": {"gate_max_pk_err": 5.0, "gate_max_rk_err": 5.0, "gate_max_mass_bias": 5.0},
 }  # fmt: skip

@@ -84,7 +84,6 @@ TINY_PARAMS = merge(
         "evaluate": {
             "n_maps": 8,
             "n_realizations": 2,
-            "timing_repeats": 1,
             "teacher_levels": 3,
             "sampling_steps": [1, 2],
         },

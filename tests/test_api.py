@@ -127,3 +127,18 @@ def test_mean_only_names_channels_of_a_model_with_a_mean_network(project, names,
     with pytest.raises(ValueError, match=message) as err:
         load_model(path, device="cpu", sample=settings)
     assert "\n" not in str(err.value)
+
+
+def test_the_benchmarks_timed_draw_is_the_draw_and_warming_up_changes_no_sample(trained):
+    from halocm.evaluation.benchmark import load_test_set, timed_draw, warm_up
+
+    gen, cfg = trained
+    test = load_test_set(cfg.paths.processed_dir / "test.npz", gen.stats, 100)
+    n = len(test.target)
+    before = gen.draw(test.cond_norm, test.params_norm, n_steps=2, n_realizations=2, seed=3,
+                      dtype=np.float64)  # fmt: skip
+    warm_up(gen, test)
+    samples, ms_per_map = timed_draw(gen, test, n_steps=2, n_realizations=2, seed=3)
+    assert samples.dtype == np.float64 and samples.shape == (n, 2, 3, 16, 16)
+    np.testing.assert_array_equal(samples, before)
+    assert 0 < ms_per_map < 10_000

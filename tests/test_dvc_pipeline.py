@@ -313,7 +313,7 @@ def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(rep
     assert not _pipeline_runs(repo, "halocm pipeline")
 
     # A changed evaluate key: `halocm pipeline` = `dvc repro` under one MLflow parent run.
-    _set_param(repo, "evaluate", "timing_repeats", 2)
+    _set_param(repo, "evaluate", "teacher_realizations", 1)
     output = _run(repo, "halocm", "pipeline")
     assert _ran(output) == ["evaluate", "register"]
     runs = _mlflow_runs(repo)
@@ -324,10 +324,10 @@ def test_halocm_pipeline_reports_up_to_date_then_reruns_under_one_mlflow_run(rep
     assert children == {"evaluate", "register"}
     assert "dvc_lock_md5" in parent.data.tags and "git_commit" in parent.data.tags
     assert parent.data.tags["git_dirty"] == "true"  # params.yaml differs from the commit
-    assert "evaluate.timing_repeats: 1 → 2" in parent.data.tags["params_diff"]
+    assert "evaluate.teacher_realizations: 2 → 1" in parent.data.tags["params_diff"]
     # What the runs table shows for it: the headline, the params that differ, the datasets.
     assert 0 < len(parent.data.metrics) <= 20
-    assert parent.data.params["evaluate.timing_repeats"] == "2"
+    assert parent.data.params["evaluate.teacher_realizations"] == "1"
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {
         "halocm-train", "halocm-val", "halocm-test"
     }  # fmt: skip

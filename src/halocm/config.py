@@ -340,8 +340,6 @@ class Evaluate(_Section):
     n_maps: int = Field(ge=1)
     n_realizations: int = Field(ge=2)
     teacher_realizations: int = Field(ge=1)
-    timing_repeats: int = Field(ge=1)
-    timing_batch: int = Field(ge=1)
 
 
 class Tracking(_Section):

@@ -128,31 +128,43 @@ def _finite(value: float) -> float | None:
 
 
 # On 2 CPU cores the first four 1-step calls after loading a model ran 1.1-1.4x slower than
-# the settled ones: one warm-up call left the first sampler timed 18-26% slow (docs/experiments.md).
+# the settled ones (docs/experiments.md, "Sampling speed").
 WARMUP_CALLS = 5
 
 
-def time_sampler(
-    gen: Generator, test: TestSet, n_steps: int, repeats: int, timing_batch: int
-) -> float:
-    """Milliseconds per map: median over repeats of one batch, after WARMUP_CALLS calls."""
-    b = min(len(test.target), gen.sample_settings.batch_size, timing_batch)
-    cond, params = test.cond_norm[:b], test.params_norm[:b]
-
-    def once(steps: int) -> float:
-        if gen.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        gen.sample_normalized(cond, params, n_steps=steps, seed=0, indices=range(b))
-        if gen.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    # Warm-up (allocator, kernels, caches): one step runs every network call's shapes; the
-    # teacher's 35 would cost 35 times as much for nothing.
+def warm_up(gen: Generator, test: TestSet) -> None:
+    """WARMUP_CALLS one-step calls (allocator, kernels, caches) on the draws' batch before a
+    generator is timed: one step runs every network call's shapes; the teacher's 35 would
+    cost 35 times as much for nothing."""
+    b = min(len(test.target), gen.sample_settings.batch_size)
     for _ in range(WARMUP_CALLS):
-        once(1)
-    return 1000.0 * float(np.median([once(n_steps) for _ in range(repeats)])) / b
+        gen.sample_normalized(
+            test.cond_norm[:b], test.params_norm[:b], n_steps=1, seed=0, indices=range(b)
+        )
+
+
+def timed_draw(
+    gen: Generator, test: TestSet, *, n_steps: int, n_realizations: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """The row's draws (N, R, C, H, W), in float64 as the metrics score them, and what they
+    cost: wall milliseconds per map drawn, decoding to physical units included."""
+    _synchronize(gen)
+    t0 = time.perf_counter()
+    samples = gen.draw(
+        test.cond_norm,
+        test.params_norm,
+        n_steps=n_steps,
+        n_realizations=n_realizations,
+        seed=seed,
+        dtype=np.float64,
+    )
+    _synchronize(gen)
+    return samples, 1000.0 * (time.perf_counter() - t0) / (samples.shape[0] * samples.shape[1])
+
+
+def _synchronize(gen: Generator) -> None:
+    if gen.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def benchmark(
@@ -165,8 +177,6 @@ def benchmark(
     teacher_levels: int,
     n_realizations: int,
     teacher_realizations: int,
-    timing_repeats: int,
-    timing_batch: int,
     seed: int,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """(benchmark.json's content, example maps per row): the student at each of
@@ -180,24 +190,20 @@ def benchmark(
         # denoiser's estimate of the conditional mean, and the consistency model's warm start.
         jobs += [("denoiser", 1), ("teacher", teacher_levels)]
 
+    warm = set()
     for sampler, steps in tqdm(jobs, desc="evaluate"):
         gen = student if sampler == "consistency" else teacher
+        if id(gen) not in warm:
+            warm_up(gen, test)
+            warm.add(id(gen))
         n_real = _draws(sampler, steps, n_realizations, teacher_realizations)
-        # Scored in float64, as the metrics are.
-        samples = gen.draw(
-            test.cond_norm,
-            test.params_norm,
-            n_steps=steps,
-            n_realizations=n_real,
-            seed=seed,
-            dtype=np.float64,
-        )
+        samples, ms_per_map = timed_draw(gen, test, n_steps=steps, n_realizations=n_real, seed=seed)
         rows.append(
             {
                 "sampler": sampler,
                 "steps": steps,
                 "nfe": gen.nfe(steps),
-                "ms_per_map": time_sampler(gen, test, steps, timing_repeats, timing_batch),
+                "ms_per_map": ms_per_map,
                 "n_maps": len(test.target),
                 "n_realizations": n_real,
                 "channels": score_channels(samples, test),

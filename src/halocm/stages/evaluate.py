@@ -38,8 +38,6 @@ def evaluate(cfg: Config) -> Path:
         teacher_levels=ev.teacher_levels,
         n_realizations=ev.n_realizations,
         teacher_realizations=ev.teacher_realizations,
-        timing_repeats=ev.timing_repeats,
-        timing_batch=ev.timing_batch,
         seed=cfg.seed,
     )
     metrics_dir, reports_dir = Path(cfg.paths.metrics_dir), Path(cfg.paths.reports_dir)
