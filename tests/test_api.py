@@ -142,3 +142,24 @@ def test_the_benchmarks_timed_draw_is_the_draw_and_warming_up_changes_no_sample(
     assert samples.dtype == np.float64 and samples.shape == (n, 2, 3, 16, 16)
     np.testing.assert_array_equal(samples, before)
     assert 0 < ms_per_map < 10_000
+
+
+def test_draw_runs_the_mean_network_once_per_batch_for_all_realisations(trained):
+    from halocm.data.normalize import generated_target
+
+    gen, cfg = trained
+    assert gen.residual.mean is not None  # the tiny config trains a mean network
+    test = load_split(cfg.paths.processed_dir / "test.npz")
+    c = torch.as_tensor(test["condition"][:4], dtype=torch.float32)
+    p = torch.as_tensor(test["params"][:4], dtype=torch.float32)
+    calls = []
+    hook = gen.residual.mean.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        maps = gen.draw(c, p, n_steps=1, n_realizations=3, seed=5)
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # 4 maps: one batch, three realisations
+    # Each realisation is what sampling it alone gives, with μ predicted afresh.
+    for r in range(3):
+        alone = gen.sample_normalized(c, p, n_steps=1, seed=5, indices=range(4), realization=r)
+        np.testing.assert_array_equal(maps[:, r], generated_target(alone.numpy(), gen.stats))

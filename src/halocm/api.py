@@ -53,6 +53,10 @@ class SampleSettings:
         )
 
 
+# sample_normalized's default for `mu`: predict it (None is the identity residual's μ).
+_PREDICT = object()
+
+
 class Generator:
     """A trained network plus everything needed to map physical DMO maps to hydro maps."""
 
@@ -175,8 +179,9 @@ class Generator:
         indices: Sequence[int] | None = None,
         dtype=np.float32,
     ) -> np.ndarray:
-        """The sampling loop over realisations × batches of `batch_size` maps, for normalised
-        inputs; returns physical maps (N, R, C, H, W), denormalised in `dtype`."""
+        """The sampling loop over batches of `batch_size` maps × realisations, for normalised
+        inputs; returns physical maps (N, R, C, H, W), denormalised in `dtype`. A batch's
+        conditional mean μ is computed once for all its realisations."""
         n = cond_norm.shape[0]
         indices = range(n) if indices is None else indices
         if len(indices) != n:
@@ -185,29 +190,37 @@ class Generator:
         out = np.empty(
             (n, n_realizations, self.shapes.target_channels, *cond_norm.shape[-2:]), dtype=dtype
         )
-        for r in range(n_realizations):
-            for lo in range(0, n, batch):
-                hi = min(lo + batch, n)
+        for lo in range(0, n, batch):
+            hi = min(lo + batch, n)
+            cond = cond_norm[lo:hi].to(self.device)
+            par = params_norm[lo:hi].to(self.device)
+            mu = self.residual.predict(cond, par)
+            for r in range(n_realizations):
                 y = self.sample_normalized(
-                    cond_norm[lo:hi],
-                    params_norm[lo:hi],
+                    cond,
+                    par,
                     n_steps=n_steps,
                     seed=seed,
                     indices=indices[lo:hi],
                     realization=r,
+                    mu=mu,
                 )
                 out[lo:hi, r] = generated_target(
                     y.cpu().numpy().astype(dtype, copy=False), self.stats
                 )
         return out
 
-    def sample_normalized(self, cond, params, *, n_steps, seed, indices, realization=0):
+    def sample_normalized(
+        self, cond, params, *, n_steps, seed, indices, realization=0, mu=_PREDICT
+    ):
         """One batch of normalised samples for normalised inputs (no batching, no units): the
-        sampler draws the residual, decoded around the conditional mean (residual.py)."""
+        sampler draws the residual, decoded around the conditional mean (residual.py). `mu`:
+        the batch's μ when the caller has it (`draw` reuses it across realisations)."""
         cond, params = cond.to(self.device), params.to(self.device)
         gens = make_generators(seed, indices, realization, self.device)
         out_channels, d = self.shapes.target_channels, self.diffusion
-        mu = self.residual.predict(cond, params)
+        if mu is _PREDICT:
+            mu = self.residual.predict(cond, params)
         net_cond = self.residual.generator_condition(cond, mu)
         if self.kind == "consistency":
             r = consistency_batch(
