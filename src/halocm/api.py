@@ -53,10 +53,6 @@ class SampleSettings:
         )
 
 
-# sample_normalized's default for `mu`: predict it (None is the identity residual's μ).
-_PREDICT = object()
-
-
 class Generator:
     """A trained network plus everything needed to map physical DMO maps to hydro maps."""
 
@@ -196,31 +192,34 @@ class Generator:
             par = params_norm[lo:hi].to(self.device)
             mu = self.residual.predict(cond, par)
             for r in range(n_realizations):
-                y = self.sample_normalized(
+                y = self._sample_around(
+                    mu,
                     cond,
                     par,
                     n_steps=n_steps,
                     seed=seed,
                     indices=indices[lo:hi],
                     realization=r,
-                    mu=mu,
                 )
                 out[lo:hi, r] = generated_target(
                     y.cpu().numpy().astype(dtype, copy=False), self.stats
                 )
         return out
 
-    def sample_normalized(
-        self, cond, params, *, n_steps, seed, indices, realization=0, mu=_PREDICT
-    ):
+    def sample_normalized(self, cond, params, *, n_steps, seed, indices, realization=0):
         """One batch of normalised samples for normalised inputs (no batching, no units): the
-        sampler draws the residual, decoded around the conditional mean (residual.py). `mu`:
-        the batch's μ when the caller has it (`draw` reuses it across realisations)."""
+        sampler draws the residual, decoded around the conditional mean (residual.py)."""
         cond, params = cond.to(self.device), params.to(self.device)
+        mu = self.residual.predict(cond, params)
+        return self._sample_around(
+            mu, cond, params, n_steps=n_steps, seed=seed, indices=indices, realization=realization
+        )
+
+    def _sample_around(self, mu, cond, params, *, n_steps, seed, indices, realization):
+        """sample_normalized with the batch's μ given (None for the identity residual), on
+        inputs already on the device: `draw` predicts μ once for all realisations."""
         gens = make_generators(seed, indices, realization, self.device)
         out_channels, d = self.shapes.target_channels, self.diffusion
-        if mu is _PREDICT:
-            mu = self.residual.predict(cond, params)
         net_cond = self.residual.generator_condition(cond, mu)
         if self.kind == "consistency":
             r = consistency_batch(

@@ -190,12 +190,12 @@ def benchmark(
         # denoiser's estimate of the conditional mean, and the consistency model's warm start.
         jobs += [("denoiser", 1), ("teacher", teacher_levels)]
 
-    warm = set()
+    previous = None
     for sampler, steps in tqdm(jobs, desc="evaluate"):
         gen = student if sampler == "consistency" else teacher
-        if id(gen) not in warm:
+        if gen is not previous:  # the jobs come grouped by model: each is warmed up once
             warm_up(gen, test)
-            warm.add(id(gen))
+            previous = gen
         n_real = _draws(sampler, steps, n_realizations, teacher_realizations)
         samples, ms_per_map = timed_draw(gen, test, n_steps=steps, n_realizations=n_real, seed=seed)
         rows.append(
